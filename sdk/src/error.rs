@@ -1,0 +1,179 @@
+//! Errors, grouped by who is at fault and worded so the message says what to do next.
+
+use std::path::PathBuf;
+
+/// Who has to act to fix an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The user's input: a config, a model card, an image path.
+    Input,
+    /// The model file or what it produced.
+    Model,
+    /// The machine: a missing ONNX Runtime library, a missing tool.
+    Environment,
+}
+
+/// The ocellus error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// ONNX Runtime could not be found or loaded.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+
+    /// A model card could not be read.
+    #[error("cannot read model card {path}: {source}")]
+    CardRead {
+        /// The card.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A model card is not valid TOML or has unknown/missing keys.
+    #[error("model card {path} is invalid: {message}")]
+    CardParse {
+        /// The card.
+        path: PathBuf,
+        /// What the TOML parser said, with line and column.
+        message: String,
+    },
+
+    /// A model card parsed but a value is out of range or inconsistent.
+    #[error("model card {path}: key `{key}` {message}")]
+    CardInvalid {
+        /// The card.
+        path: PathBuf,
+        /// The dotted key at fault, e.g. `input.width`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// The model file a card names does not exist in any of the places searched.
+    #[error(
+        "model file `{file}` of card {card} not found; looked in: {}. Run `models/provision.sh` to fetch and convert it, or set OCELLUS_MODELS_DIR",
+        display_paths(looked)
+    )]
+    ModelMissing {
+        /// The card.
+        card: PathBuf,
+        /// The file name in the card.
+        file: String,
+        /// Every path that was tried.
+        looked: Vec<PathBuf>,
+    },
+
+    /// The model file's sha256 is not the one its card records.
+    #[error(
+        "model file {path} has sha256 {actual}, but its card {card} records {expected}: the file is corrupt, truncated or a different model. Delete it and run `models/provision.sh`, or point the card at the right file"
+    )]
+    ModelChecksum {
+        /// The card.
+        card: PathBuf,
+        /// The model file.
+        path: PathBuf,
+        /// sha256 recorded in the card.
+        expected: String,
+        /// sha256 of the file.
+        actual: String,
+    },
+
+    /// ONNX Runtime refused the model file (truncated, not ONNX, unsupported operator).
+    #[error("ONNX Runtime cannot load model {path}: {source}")]
+    ModelLoad {
+        /// The model file.
+        path: PathBuf,
+        /// The runtime's error.
+        source: ort::Error,
+    },
+
+    /// The model's inputs or outputs do not match its card.
+    #[error("model {path} does not match its card: {message}")]
+    ModelMismatch {
+        /// The model file.
+        path: PathBuf,
+        /// What does not match, naming the input or output.
+        message: String,
+    },
+
+    /// A model output has an unexpected shape or element type at run time.
+    #[error("model output `{output}`: {message}")]
+    ModelOutput {
+        /// The output's name.
+        output: String,
+        /// Expected vs found.
+        message: String,
+    },
+
+    /// Running the model failed.
+    #[error("inference failed: {0}")]
+    Inference(#[source] ort::Error),
+
+    /// An image could not be opened or decoded.
+    #[error("cannot read image {path}: {source}")]
+    Image {
+        /// The image.
+        path: PathBuf,
+        /// The decoder's error.
+        source: image::ImageError,
+    },
+
+    /// A frame handed to the detector is inconsistent (buffer size vs. width × height × 3).
+    #[error("invalid frame: {0}")]
+    Frame(String),
+
+    /// An option passed by the caller is out of range.
+    #[error("invalid option `{name}`: {message}")]
+    InvalidOption {
+        /// The option, as the user wrote it (e.g. `--threshold`).
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// Any other I/O failure, with the path involved.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Who has to act to fix this error.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Runtime(_) => Fault::Environment,
+            Error::CardRead { .. }
+            | Error::CardParse { .. }
+            | Error::CardInvalid { .. }
+            | Error::Image { .. }
+            | Error::Frame(_)
+            | Error::InvalidOption { .. }
+            | Error::Io { .. } => Fault::Input,
+            Error::ModelMissing { .. }
+            | Error::ModelChecksum { .. }
+            | Error::ModelLoad { .. }
+            | Error::ModelMismatch { .. }
+            | Error::ModelOutput { .. }
+            | Error::Inference(_) => Fault::Model,
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn display_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "(nowhere)".to_owned();
+    }
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,167 @@
+//! Ultralytics YOLO raw outputs: v8/v11 `[1, 4 + C, N]` and v5 `[1, N, 5 + C]`, boxes as
+//! centre x, centre y, width, height in input pixels. NMS is done by the caller.
+
+use super::{Candidate, OutputTensor};
+use crate::card::YoloLayout;
+use crate::error::{Error, Result};
+
+/// Which layout an output of `shape` has for a model of `classes` classes.
+pub fn resolve_layout(
+    out: &OutputTensor<'_>,
+    layout: YoloLayout,
+    classes: usize,
+) -> Result<YoloLayout> {
+    if out.shape.len() != 3 || out.shape[0] != 1 {
+        return Err(out.shape_error(&format!(
+            "a YOLO output of shape [1, 4+C, N] or [1, N, 5+C] (C = {classes} labels in the card)"
+        )));
+    }
+    let (d1, d2) = (out.shape[1], out.shape[2]);
+    let c = classes as i64;
+    let v8 = d1 == 4 + c;
+    let v5 = d2 == 5 + c;
+    match layout {
+        YoloLayout::V8 if v8 => Ok(YoloLayout::V8),
+        YoloLayout::V5 if v5 => Ok(YoloLayout::V5),
+        YoloLayout::Auto if v8 && !v5 => Ok(YoloLayout::V8),
+        YoloLayout::Auto if v5 && !v8 => Ok(YoloLayout::V5),
+        YoloLayout::Auto if v5 && v8 => Err(Error::ModelOutput {
+            output: out.name.to_owned(),
+            message: format!(
+                "shape {:?} fits both YOLO layouts; set output.layout = \"v8\" or \"v5\" in the card",
+                out.shape
+            ),
+        }),
+        _ => Err(out.shape_error(&format!(
+            "layout {layout:?}: [1, {}, N] (v8) or [1, N, {}] (v5) for the card's {classes} labels",
+            4 + c,
+            5 + c
+        ))),
+    }
+}
+
+/// Decode candidates above `threshold`, boxes normalised by the input size `(w, h)`.
+pub fn decode(
+    out: &OutputTensor<'_>,
+    layout: YoloLayout,
+    classes: usize,
+    input: (u32, u32),
+    threshold: f32,
+) -> Result<Vec<Candidate>> {
+    let layout = resolve_layout(out, layout, classes)?;
+    let (w, h) = (input.0 as f32, input.1 as f32);
+    let d = out.data;
+    let mut v = Vec::new();
+    let mut push = |cx: f32, cy: f32, bw: f32, bh: f32, class_id: usize, score: f32| {
+        if !super::passes(score, threshold) {
+            return;
+        }
+        let bbox = [
+            (cx - bw / 2.0) / w,
+            (cy - bh / 2.0) / h,
+            (cx + bw / 2.0) / w,
+            (cy + bh / 2.0) / h,
+        ];
+        if bbox.iter().all(|x| x.is_finite()) && bw > 0.0 && bh > 0.0 {
+            v.push(Candidate {
+                class_id: class_id as u32,
+                score,
+                bbox,
+            });
+        }
+    };
+    match layout {
+        YoloLayout::V8 => {
+            let n = out.shape[2] as usize;
+            let at = |row: usize, i: usize| d[row * n + i];
+            for i in 0..n {
+                let (best, score) = argmax((0..classes).map(|c| at(4 + c, i)));
+                push(at(0, i), at(1, i), at(2, i), at(3, i), best, score);
+            }
+        }
+        _ => {
+            let stride = 5 + classes;
+            for row in d.chunks_exact(stride) {
+                let obj = row[4];
+                if !super::passes(obj, threshold) {
+                    continue;
+                }
+                let (best, cls) = argmax(row[5..].iter().copied());
+                push(row[0], row[1], row[2], row[3], best, obj * cls);
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// Index and value of the largest finite element (NaN never wins).
+fn argmax(it: impl Iterator<Item = f32>) -> (usize, f32) {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, x) in it.enumerate() {
+        if x > best.1 {
+            best = (i, x);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v8_layout_transposed_rows() -> Result<()> {
+        // 2 classes, 3 anchors; rows: cx, cy, w, h, c0, c1
+        let data = [
+            32.0,
+            10.0,
+            0.0, // cx
+            32.0,
+            10.0,
+            0.0, // cy
+            16.0,
+            4.0,
+            0.0, // w
+            32.0,
+            4.0,
+            0.0, // h
+            0.1,
+            0.7,
+            0.0, // class 0
+            0.9,
+            0.2,
+            f32::NAN, // class 1
+        ];
+        let out = OutputTensor::new("output0", &[1, 6, 3], &data);
+        let d = decode(&out, YoloLayout::Auto, 2, (64, 64), 0.5)?;
+        assert_eq!(d.len(), 2);
+        assert_eq!((d[0].class_id, d[0].score), (1, 0.9));
+        assert_eq!(d[0].bbox, [0.375, 0.25, 0.625, 0.75]);
+        assert_eq!((d[1].class_id, d[1].score), (0, 0.7));
+        Ok(())
+    }
+
+    #[test]
+    fn v5_layout_multiplies_objectness() -> Result<()> {
+        let data = [
+            32.0, 32.0, 16.0, 32.0, 0.8, 0.25, 1.0, // 0.8 * 1.0 class 1
+            32.0, 32.0, 16.0, 32.0, 0.4, 1.0, 0.0, // objectness below threshold
+        ];
+        let out = OutputTensor::new("output0", &[1, 2, 7], &data);
+        let d = decode(&out, YoloLayout::Auto, 2, (64, 64), 0.5)?;
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].class_id, d[0].score), (1, 0.8));
+        Ok(())
+    }
+
+    #[test]
+    fn shape_that_fits_no_layout_names_the_output() {
+        let out = OutputTensor::new("output0", &[1, 9, 3], &[0.0; 27]);
+        let msg = decode(&out, YoloLayout::Auto, 2, (64, 64), 0.5)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("output0"), "{msg}");
+        assert!(msg.contains("[1, 6, N]"), "{msg}");
+    }
+}

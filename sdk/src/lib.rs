@@ -1,0 +1,56 @@
+//! # ocellus
+//!
+//! On-device vision for intelligent image sensors. Frames go through a detector (ONNX Runtime,
+//! described by a [model card](card)), and only what the detector found leaves the device.
+//!
+//! ```no_run
+//! use ocellus::{card::ModelCard, infer::Detector, runtime::Runtime};
+//!
+//! # fn main() -> Result<(), ocellus::Error> {
+//! let runtime = Runtime::init(&ocellus::runtime::Locator::from_env(None))?;
+//! let card = ModelCard::load("models/ssd-mobilenet-v2-coco.toml")?;
+//! let mut detector = Detector::new(runtime, &card, &Default::default())?;
+//! let image = ocellus::load_rgb("frame.png")?;
+//! for d in detector.detect(&image.as_view())? {
+//!     println!("{} {:.2} {:?}", d.label, d.score, d.bbox);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Modules follow the data flow: [`preprocess`] → [`infer`]; [`card`] describes models and
+//! [`runtime`] finds ONNX Runtime.
+
+pub mod annotate;
+pub mod card;
+pub mod error;
+pub mod infer;
+pub mod paths;
+pub mod preprocess;
+pub mod runtime;
+pub mod source;
+
+pub use error::{Error, Fault, Result};
+pub use preprocess::{RgbFrame, RgbView};
+
+/// Open and decode an image file as 8-bit RGB.
+pub fn load_rgb(path: impl AsRef<std::path::Path>) -> Result<RgbFrame> {
+    let path = path.as_ref();
+    let reader = image::ImageReader::open(path)
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .with_guessed_format()
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let img = reader.decode().map_err(|source| Error::Image {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let rgb = img.into_rgb8();
+    let (width, height) = rgb.dimensions();
+    RgbFrame::new(width, height, rgb.into_raw())
+}

@@ -1,0 +1,144 @@
+//! The `ocellus` command-line program.
+
+mod bench;
+mod detect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// On-device vision for intelligent image sensors.
+#[derive(Debug, Parser)]
+#[command(name = "ocellus", version, about)]
+struct Cli {
+    /// ONNX Runtime library (default: $ORT_DYLIB_PATH, then the provisioning cache).
+    #[arg(long, global = true, value_name = "PATH")]
+    onnxruntime: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Options shared by the commands that load a model.
+#[derive(Debug, clap::Args)]
+struct ModelArgs {
+    /// Model card (default: the built-in SSD-MobileNet-v2-COCO person detector).
+    #[arg(long, value_name = "CARD")]
+    model: Option<PathBuf>,
+    /// Score threshold (default: the card's).
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// ONNX Runtime intra-op threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Skip the model file's sha256 check against its card.
+    #[arg(long)]
+    no_verify: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Detect objects in images; one JSON object (or text block) per image.
+    Detect {
+        /// Image files (PNG, JPEG).
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Keep only these labels (comma-separated, e.g. `person`).
+        #[arg(long, value_delimiter = ',')]
+        labels: Option<Vec<String>>,
+        /// Write a PNG per image with boxes, labels and scores drawn into this directory.
+        #[arg(long, value_name = "DIR")]
+        annotate: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Measure raw inference against preprocess + inference + decode on real footage.
+    Bench {
+        /// Frames to measure.
+        #[arg(long, default_value_t = 100)]
+        frames: usize,
+        /// Video file (default: vtest.avi from the provisioning cache).
+        #[arg(long, value_name = "FILE")]
+        video: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// Exit codes: 0 success, 1 some inputs failed, 2 the run could not start (usage, model, runtime).
+pub(crate) const EXIT_PARTIAL: u8 = 1;
+pub(crate) const EXIT_SETUP: u8 = 2;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OCELLUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Detect {
+            images,
+            model,
+            labels,
+            annotate,
+            format,
+        } => detect::run(
+            cli.onnxruntime,
+            &model,
+            labels,
+            &images,
+            annotate.as_deref(),
+            format,
+        ),
+        Command::Bench {
+            frames,
+            video,
+            model,
+            format,
+        } => bench::run(cli.onnxruntime, &model, frames, video, format),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
+}
+
+/// Load the runtime, the card and the detector.
+pub(crate) fn load_detector(
+    onnxruntime: Option<PathBuf>,
+    args: &ModelArgs,
+    labels: Option<Vec<String>>,
+) -> ocellus::Result<ocellus::infer::Detector> {
+    use ocellus::card::ModelCard;
+    let runtime =
+        ocellus::runtime::Runtime::init(&ocellus::runtime::Locator::from_env(onnxruntime))?;
+    let card = match &args.model {
+        Some(path) => ModelCard::load(path)?,
+        None => ModelCard::builtin_ssd()?,
+    };
+    let opts = ocellus::infer::DetectorOptions {
+        intra_threads: args.threads,
+        score_threshold: args.threshold,
+        labels,
+        verify_checksum: !args.no_verify,
+    };
+    ocellus::infer::Detector::new(runtime, &card, &opts)
+}

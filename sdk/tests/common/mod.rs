@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests. These tests use the real parts: the ONNX Runtime
+//! library, models and footage that `models/provision.sh` puts in the cache. If they are missing
+//! the tests fail and say so; they never skip silently.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod onnx;
+
+use std::path::PathBuf;
+
+use ocellus::runtime::{Locator, Runtime};
+
+pub fn runtime() -> &'static Runtime {
+    Runtime::init(&Locator::from_env(None)).unwrap_or_else(|e| {
+        panic!("{e}\n(the integration tests need `models/provision.sh` to have run)")
+    })
+}
+
+pub fn footage(name: &str) -> PathBuf {
+    let p = ocellus::paths::footage_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: run models/provision.sh",
+        p.display()
+    );
+    p
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn card_path(name: &str) -> PathBuf {
+    repo_root().join("models").join(name)
+}
+
+/// Frame `n` of vtest.avi, decoded by ffmpeg.
+pub fn vtest_frame(n: usize) -> ocellus::RgbFrame {
+    let mut v = ocellus::source::read_video_frames(&footage("vtest.avi"), n, 1).unwrap();
+    assert_eq!(v.len(), 1, "ffmpeg gave no frame {n}");
+    v.remove(0)
+}
+
+/// A box in pixels, normalised by the image size.
+pub fn px_box(b: [f32; 4], w: u32, h: u32) -> [f32; 4] {
+    [
+        b[0] / w as f32,
+        b[1] / h as f32,
+        b[2] / w as f32,
+        b[3] / h as f32,
+    ]
+}
+
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    ocellus::infer::nms::iou(a, b)
+}
+
+/// For each expected box, the best IoU of any detection with that label.
+pub fn best_ious(dets: &[ocellus::infer::Detection], label: &str, want: &[[f32; 4]]) -> Vec<f32> {
+    want.iter()
+        .map(|w| {
+            dets.iter()
+                .filter(|d| &*d.label == label)
+                .map(|d| iou(&d.bbox, w))
+                .fold(0.0, f32::max)
+        })
+        .collect()
+}
+
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ocellus"))
+}
