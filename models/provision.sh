@@ -106,8 +106,8 @@ done
 if [ $need_footage = 1 ]; then
   [ $CHECK_ONLY = 1 ] && fail "footage missing or wrong in $CACHE/footage"
   say "fetching opencv-doc from Debian for vtest.avi, basketball1.png, messi5.jpg"
-  d=$(tmpdir footage); chmod 755 "$d"   # apt-get download drops privileges to _apt
-  (cd "$d" && apt-get download -qq opencv-doc) || fail "apt-get download opencv-doc failed (run apt-get update?)"
+  d=$(tmpdir footage)
+  (cd "$d" && apt-get download -qq -o APT::Sandbox::User=root opencv-doc) || fail "apt-get download opencv-doc failed (run apt-get update?)"
   deb=$(ls "$d"/opencv-doc_*.deb | head -n1)
   dpkg-deb -x "$deb" "$d/x" || fail "cannot unpack $deb"
   for f in "${!FOOTAGE_SHA256[@]}"; do
@@ -140,10 +140,14 @@ if ! verify "$CACHE/models/$onnx_name" "$onnx_sha"; then
   "$d/venv/bin/pip" install -q --disable-pip-version-check \
       tensorflow-cpu==2.15.1 tf2onnx==1.17.0 onnx==1.16.2 'numpy<2' \
     || fail "pip install tensorflow-cpu==2.15.1 tf2onnx==1.17.0 onnx==1.16.2 failed"
-  TF_CPP_MIN_LOG_LEVEL=3 "$d/venv/bin/python" -m tf2onnx.convert --graphdef "$pb" --inputs image_tensor:0 \
+  # tf2onnx is not byte-for-byte reproducible (hash-seeded set order, counter-numbered names):
+  # fix the hash seed, then rewrite the graph into a canonical form so the card's sha256 holds.
+  PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=3 "$d/venv/bin/python" -m tf2onnx.convert --graphdef "$pb" --inputs image_tensor:0 \
       --outputs detection_boxes:0,detection_scores:0,detection_classes:0,num_detections:0 \
-      --opset 13 --output "$d/$onnx_name" >"$d/tf2onnx.log" 2>&1 \
+      --opset 13 --output "$d/raw.onnx" >"$d/tf2onnx.log" 2>&1 \
     || { tail -n 20 "$d/tf2onnx.log" >&2; fail "tf2onnx conversion of $pb failed"; }
+  "$d/venv/bin/python" "$here/canonicalize_onnx.py" "$d/raw.onnx" "$d/$onnx_name" \
+    || fail "canonicalising $d/raw.onnx failed"
   require "$d/$onnx_name" "$onnx_sha"
   mv "$d/$onnx_name" "$CACHE/models/$onnx_name"
   did=$((did + 1))

@@ -154,6 +154,7 @@ pub struct Detector {
     threshold: f32,
     keep: Option<Vec<u32>>,
     anchors: Vec<[f32; 2]>,
+    last_decode: std::time::Duration,
 }
 
 impl std::fmt::Debug for Detector {
@@ -285,6 +286,7 @@ impl Detector {
                 .unwrap_or_else(|| card.output.score_threshold()),
             keep,
             anchors,
+            last_decode: std::time::Duration::ZERO,
         })
     }
 
@@ -334,6 +336,7 @@ impl Detector {
             }
         }
         .map_err(Error::Inference)?;
+        let decode_start = std::time::Instant::now();
 
         let get = |name: &str| -> Result<(&ort::value::Shape, &[f32])> {
             let v = outputs.get(name).ok_or_else(|| Error::ModelOutput {
@@ -437,7 +440,14 @@ impl Detector {
             })
             .collect();
         dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+        self.last_decode = decode_start.elapsed();
         Ok(dets)
+    }
+
+    /// How long decoding the outputs took in the last [`Detector::infer`] (output extraction,
+    /// decoder, NMS, labels; not the model run).
+    pub fn last_decode_time(&self) -> std::time::Duration {
+        self.last_decode
     }
 
     /// Run the model on the current input tensor and discard the results (for benchmarks).
