@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::card::{DType, ModelCard, OutputSpec};
 use crate::error::{Error, Result};
-use crate::preprocess::{Preprocessor, RgbView, TensorData, Transform};
+use crate::preprocess::{InputTensor, Preprocessor, RgbView, TensorData, Transform};
 use crate::runtime::Runtime;
 
 /// One detected object. `bbox` is `[x0, y0, x1, y1]`, normalised to the frame (0..1, x right, y down).
@@ -321,21 +321,7 @@ impl Detector {
             anchors,
             ..
         } = self;
-        let t = pre.tensor();
-        let input = &card.input.name;
-        let outputs = match &t.data {
-            TensorData::U8(d) => {
-                let v = TensorRef::from_array_view((t.shape, d.as_slice()))
-                    .map_err(Error::Inference)?;
-                session.run(ort::inputs![input.as_str() => v])
-            }
-            TensorData::F32(d) => {
-                let v = TensorRef::from_array_view((t.shape, d.as_slice()))
-                    .map_err(Error::Inference)?;
-                session.run(ort::inputs![input.as_str() => v])
-            }
-        }
-        .map_err(Error::Inference)?;
+        let outputs = run_session(session, pre.tensor(), &card.input.name)?;
         let decode_start = std::time::Instant::now();
 
         let get = |name: &str| -> Result<(&ort::value::Shape, &[f32])> {
@@ -452,22 +438,29 @@ impl Detector {
 
     /// Run the model on the current input tensor and discard the results (for benchmarks).
     pub fn run_raw(&mut self) -> Result<()> {
-        let t = self.pre.tensor();
-        let input = self.card.input.name.as_str();
-        let out = match &t.data {
-            TensorData::U8(d) => {
-                let v = TensorRef::from_array_view((t.shape, d.as_slice()))
-                    .map_err(Error::Inference)?;
-                self.session.run(ort::inputs![input => v])
-            }
-            TensorData::F32(d) => {
-                let v = TensorRef::from_array_view((t.shape, d.as_slice()))
-                    .map_err(Error::Inference)?;
-                self.session.run(ort::inputs![input => v])
-            }
-        };
-        out.map(drop).map_err(Error::Inference)
+        run_session(&mut self.session, self.pre.tensor(), &self.card.input.name).map(drop)
     }
+}
+
+/// Feed the input tensor to the session without copying it.
+fn run_session<'s>(
+    session: &'s mut Session,
+    t: &InputTensor,
+    input: &str,
+) -> Result<ort::session::SessionOutputs<'s>> {
+    match &t.data {
+        TensorData::U8(d) => {
+            let v =
+                TensorRef::from_array_view((t.shape, d.as_slice())).map_err(Error::Inference)?;
+            session.run(ort::inputs![input => v])
+        }
+        TensorData::F32(d) => {
+            let v =
+                TensorRef::from_array_view((t.shape, d.as_slice())).map_err(Error::Inference)?;
+            session.run(ort::inputs![input => v])
+        }
+    }
+    .map_err(Error::Inference)
 }
 
 #[cfg(test)]
