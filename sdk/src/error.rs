@@ -123,6 +123,17 @@ pub enum Error {
     #[error("invalid frame: {0}")]
     Frame(String),
 
+    /// The deployment config is invalid. `line` is 1-based when known.
+    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line of the offending key or value, when known.
+        line: Option<usize>,
+        /// What is wrong, naming the key (e.g. "`rules.line[0].a`: x = 1.5 is outside 0..=1").
+        message: String,
+    },
+
     /// An option passed by the caller is out of range.
     #[error("invalid option `{name}`: {message}")]
     InvalidOption {
@@ -153,6 +164,7 @@ impl Error {
             | Error::Image { .. }
             | Error::Frame(_)
             | Error::InvalidOption { .. }
+            | Error::Config { .. }
             | Error::Io { .. } => Fault::Input,
             Error::ModelMissing { .. }
             | Error::ModelChecksum { .. }

@@ -23,12 +23,15 @@
 
 pub mod annotate;
 pub mod card;
+pub mod config;
 pub mod error;
 pub mod infer;
 pub mod paths;
 pub mod preprocess;
+pub mod rules;
 pub mod runtime;
 pub mod source;
+pub mod track;
 
 pub use error::{Error, Fault, Result};
 pub use preprocess::{RgbFrame, RgbView};
