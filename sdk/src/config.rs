@@ -1,3 +1,1993 @@
 //! The deployment config (`ocellus run --config FILE`), validated at start-up.
 //!
-//! SKELETON — to be written.
+//! Pilots write this TOML file by hand, so everything is checked before anything starts: unknown
+//! keys, wrong types, missing keys, every range, the names that end up in MQTT topics, the model
+//! card (it must load) and the labels (they must exist in the card). The first problem found is
+//! returned as [`Error::Config`] naming the file, the line and the dotted key, e.g.
+//!
+//! ```text
+//! site.toml:14: `rules.line[0].a`: x = 1.5 is outside 0..=1 (coordinates are normalised: 0 is the left/top edge, 1 the right/bottom edge)
+//! ```
+//!
+//! Relative paths in the file (`runtime.onnxruntime`, `source.path`, `model.card`) are resolved
+//! against the directory of the config file, never against the working directory. The format is
+//! documented for pilots in `docs/config.md`; [`Config::example`] is a complete, commented example.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), ocellus::Error> {
+//! let cfg = ocellus::config::Config::load(std::path::Path::new("site.toml"))?;
+//! match &cfg.source {
+//!     ocellus::config::SourceConfig::Video { input, .. } => println!("video {input:?}"),
+//!     ocellus::config::SourceConfig::Images { pattern, .. } => println!("images {}", pattern.display()),
+//!     ocellus::config::SourceConfig::Synthetic { frames, .. } => println!("{frames} synthetic frames"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::card::ModelCard;
+use crate::error::{Error, Result};
+use crate::rules::{LineRule, RulesConfig, ZoneRule};
+use crate::track::TrackerConfig;
+
+/// Largest config file accepted.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// MQTT port used when `mqtt.url` names none.
+pub const DEFAULT_MQTT_PORT: u16 = 1883;
+/// Default `mqtt.topic_prefix`.
+pub const DEFAULT_TOPIC_PREFIX: &str = "ocellus";
+/// Default `mqtt.keep_alive_s`.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Default `mqtt.max_pending_events`.
+pub const DEFAULT_MAX_PENDING_EVENTS: usize = 10_000;
+
+const MAX_DEVICE_ID: usize = 128;
+const MAX_RULE_NAME: usize = 64;
+const MAX_CLIENT_ID: usize = 128;
+const MAX_TOPIC_PREFIX: usize = 256;
+const MAX_POLYGON_POINTS: usize = 256;
+const MIN_POLYGON_AREA: f64 = 1e-6;
+const NAME_CHARS: &str = "letters A-Z a-z, digits 0-9, '.', '_' and '-'";
+const DOCS: &str = "docs/config.md";
+
+/// A validated deployment config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (as given to [`Config::load`] / [`Config::parse`]).
+    pub path: PathBuf,
+    /// `[device]`.
+    pub device: DeviceConfig,
+    /// `[runtime]`.
+    pub runtime: RuntimeConfig,
+    /// `[source]`.
+    pub source: SourceConfig,
+    /// `[model]`, with the model card loaded.
+    pub model: ModelConfig,
+    /// `[tracker]` (defaults when the section is absent).
+    pub tracker: TrackerConfig,
+    /// `[rules]`, `[[rules.line]]` and `[[rules.zone]]`.
+    pub rules: RulesSection,
+    /// `[mqtt]`.
+    pub mqtt: MqttConfig,
+}
+
+/// `[device]`: who this camera is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// Device id, 1 to 128 characters of `[A-Za-z0-9._-]` (it becomes part of MQTT topics).
+    pub id: String,
+}
+
+/// `[runtime]`: how ONNX Runtime is found and run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// The ONNX Runtime shared library, resolved against the config file's directory (`None`: the
+    /// usual search, see `docs/onnxruntime.md`).
+    pub onnxruntime: Option<PathBuf>,
+    /// ORT intra-op threads, 1..=64 (`None`: ORT's default).
+    pub threads: Option<usize>,
+}
+
+/// `[source]`: where frames come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// A video file or an RTSP stream (`kind = "video"`).
+    Video {
+        /// The file (resolved against the config file's directory) or the URL.
+        input: VideoInput,
+        /// Pace the source at this many frames per second (`None`: as fast as inference allows).
+        fps: Option<f64>,
+        /// Restart at the end of the file (`loop = true`; always `false` for URLs).
+        looped: bool,
+    },
+    /// A directory of images or a glob such as `dir/*.png` (`kind = "images"`).
+    Images {
+        /// The directory or glob, resolved against the config file's directory.
+        pattern: PathBuf,
+        /// Pace the source at this many frames per second (`None`: as fast as inference allows).
+        fps: Option<f64>,
+        /// Start again after the last image.
+        looped: bool,
+    },
+    /// Generated frames with moving boxes, for tests and demos (`kind = "synthetic"`).
+    Synthetic {
+        /// Frame width in pixels, 16..=4096 (default 640).
+        width: u32,
+        /// Frame height in pixels, 16..=4096 (default 480).
+        height: u32,
+        /// Number of frames, 1..=1,000,000 (default 300).
+        frames: u64,
+        /// Number of moving objects, 1..=64 (default 3).
+        objects: u32,
+        /// Random seed (default 0): the same seed gives the same frames.
+        seed: u64,
+        /// Pace the source at this many frames per second (`None`: as fast as inference allows).
+        fps: Option<f64>,
+    },
+}
+
+impl SourceConfig {
+    /// The `kind` as written in the file: `"video"`, `"images"` or `"synthetic"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Video { .. } => "video",
+            SourceConfig::Images { .. } => "images",
+            SourceConfig::Synthetic { .. } => "synthetic",
+        }
+    }
+
+    /// The pacing rate, if any.
+    pub fn fps(&self) -> Option<f64> {
+        match self {
+            SourceConfig::Video { fps, .. }
+            | SourceConfig::Images { fps, .. }
+            | SourceConfig::Synthetic { fps, .. } => *fps,
+        }
+    }
+}
+
+/// Where a `video` source reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoInput {
+    /// A video file, resolved against the config file's directory.
+    File(PathBuf),
+    /// An `rtsp://` or `rtsps://` URL, as written.
+    Url(String),
+}
+
+/// `[model]`: the detector.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// The card file, resolved against the config file's directory.
+    pub card_path: PathBuf,
+    /// The loaded card.
+    pub card: ModelCard,
+    /// Score threshold, 0..=1 (`None`: the card's `score_threshold`).
+    pub threshold: Option<f32>,
+    /// Keep only detections with these labels (`None`: every label of the card).
+    pub labels: Option<Vec<String>>,
+}
+
+impl ModelConfig {
+    /// The threshold in effect: `threshold`, else the card's.
+    pub fn effective_threshold(&self) -> f32 {
+        self.threshold
+            .unwrap_or_else(|| self.card.output.score_threshold())
+    }
+}
+
+/// `[rules]`: lines and zones.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RulesSection {
+    /// Settings shared by all rules.
+    pub config: RulesConfig,
+    /// `[[rules.line]]`, in file order.
+    pub lines: Vec<LineRule>,
+    /// `[[rules.zone]]`, in file order.
+    pub zones: Vec<ZoneRule>,
+}
+
+/// `[mqtt]`: where events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    /// Broker host name or IP address (IPv6 without the brackets).
+    pub host: String,
+    /// Broker port (default 1883).
+    pub port: u16,
+    /// Topic prefix, one or more `/`-separated levels (default `ocellus`).
+    pub topic_prefix: String,
+    /// MQTT client id (default `ocellus-{device.id}`, cut to 128 characters).
+    pub client_id: String,
+    /// MQTT keep-alive interval.
+    pub keep_alive: Duration,
+    /// Most events kept in memory while the broker is unreachable.
+    pub max_pending_events: usize,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written: every value whose range is checked keeps its span, for the line number.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    device: RawDevice,
+    #[serde(default)]
+    runtime: RawRuntime,
+    source: Spanned<RawSource>,
+    model: RawModel,
+    #[serde(default)]
+    tracker: Option<Spanned<TrackerConfig>>,
+    #[serde(default)]
+    rules: Option<Spanned<RawRules>>,
+    mqtt: RawMqtt,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    id: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    onnxruntime: Option<Spanned<String>>,
+    threads: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: Spanned<String>,
+    path: Option<Spanned<String>>,
+    fps: Option<Spanned<f64>>,
+    #[serde(rename = "loop")]
+    looped: Option<Spanned<bool>>,
+    width: Option<Spanned<i64>>,
+    height: Option<Spanned<i64>>,
+    frames: Option<Spanned<i64>>,
+    objects: Option<Spanned<i64>>,
+    seed: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    card: Spanned<String>,
+    threshold: Option<Spanned<f64>>,
+    labels: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    line_hysteresis: Option<Spanned<f64>>,
+    zone_debounce_frames: Option<Spanned<i64>>,
+    #[serde(default)]
+    line: Vec<RawLine>,
+    #[serde(default)]
+    zone: Vec<RawZone>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLine {
+    name: Spanned<String>,
+    a: Spanned<[f64; 2]>,
+    b: Spanned<[f64; 2]>,
+    labels: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    name: Spanned<String>,
+    polygon: Spanned<Vec<Spanned<[f64; 2]>>>,
+    dwell_s: Option<Spanned<f64>>,
+    labels: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    url: Spanned<String>,
+    topic_prefix: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    keep_alive_s: Option<Spanned<i64>>,
+    max_pending_events: Option<Spanned<i64>>,
+}
+
+const EXAMPLE: &str = r#"# ocellus deployment config: `ocellus run --config THIS_FILE`.
+# Reference: docs/config.md. Relative paths are relative to this file's directory.
+# Coordinates are normalised: x from 0 (left edge) to 1 (right edge), y from 0 (top) to 1 (bottom).
+
+[device]
+id = "store-12-entrance"        # letters, digits, '.', '_', '-'; part of every MQTT topic
+
+[runtime]
+# onnxruntime = "/opt/onnxruntime/lib/libonnxruntime.so.1.31.1"   # default: the usual search
+threads = 2                     # ONNX Runtime intra-op threads, 1..=64
+
+[source]
+kind = "video"                  # "video", "images" or "synthetic"
+path = "footage/vtest.avi"      # a video file, or rtsp://HOST/STREAM
+fps = 10.0                      # pace the file at 10 frames/s (omit: as fast as inference allows)
+loop = false                    # restart the file at its end
+
+[model]
+card = "models/ssd-mobilenet-v2-coco.toml"
+threshold = 0.5                 # 0..=1; omit to use the card's
+labels = ["person"]             # keep only these labels of the card
+
+[tracker]
+confirm_hits = 3                # frames a track must be seen before it is reported
+max_lost_frames = 30            # frames a track survives without being seen
+
+[rules]
+line_hysteresis = 0.01          # dead band around lines (normalised distance)
+zone_debounce_frames = 2        # frames inside (outside) before entering (leaving) counts
+
+# Counts tracks crossing from a to b's left-hand side to its right-hand side as `a_to_b`
+# (for a horizontal line drawn left to right: from above it to below it), the other way as `b_to_a`.
+[[rules.line]]
+name = "door"
+a = [0.05, 0.55]
+b = [0.95, 0.55]
+labels = ["person"]
+
+[[rules.zone]]
+name = "queue"
+polygon = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]
+dwell_s = 10                    # a `dwell` event after 10 s inside
+labels = ["person"]
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+topic_prefix = "ocellus"        # events go to ocellus/store-12-entrance/...
+keep_alive_s = 30
+max_pending_events = 10000      # events kept in memory while the broker is unreachable
+"#;
+
+impl Config {
+    /// Read (at most [`MAX_CONFIG_BYTES`]) and validate a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let fail = |message: String| Error::Config {
+            path: path.to_path_buf(),
+            line: None,
+            message,
+        };
+        let file = std::fs::File::open(path)
+            .map_err(|e| fail(format!("cannot open the config file: {e}")))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail(format!("cannot read the config file: {e}")))?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "is larger than {MAX_CONFIG_BYTES} bytes; is this really an ocellus config?"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let line = e
+                .as_bytes()
+                .get(..e.utf8_error().valid_up_to())
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count() + 1);
+            Error::Config {
+                path: path.to_path_buf(),
+                line,
+                message: "is not UTF-8 text; save the file as UTF-8".to_owned(),
+            }
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validate config text. `path` is used in messages and relative paths are resolved against
+    /// its directory.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let cx = Cx { path, text };
+        // Syntax first (so a syntax error is never blamed on a key), then keys and types.
+        let doc = toml::de::DeTable::parse(text).map_err(|e| cx.syntax_error(&e))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| cx.schema_error(&e, doc.get_ref()))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+
+        let device = DeviceConfig {
+            id: check_name(&cx, &raw.device.id, "device.id", MAX_DEVICE_ID, "device id")?,
+        };
+        let runtime = runtime(&cx, &raw.runtime, &dir)?;
+        let source = source(&cx, &raw.source, &dir)?;
+        let model = model(&cx, &raw.model, &dir)?;
+        let tracker = match raw.tracker {
+            Some(t) => {
+                let span = t.span();
+                let cfg = t.into_inner();
+                crate::track::Tracker::new(cfg.clone())
+                    .map_err(|e| cx.option_error(e, doc.get_ref(), span, "tracker"))?;
+                cfg
+            }
+            None => TrackerConfig::default(),
+        };
+        let rules = match &raw.rules {
+            Some(r) => rules(&cx, r, &model, doc.get_ref())?,
+            None => RulesSection::default(),
+        };
+        let mqtt = mqtt(&cx, &raw.mqtt, &device.id)?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            device,
+            runtime,
+            source,
+            model,
+            tracker,
+            rules,
+            mqtt,
+        })
+    }
+
+    /// A complete, commented example config, the same as in `docs/config.md`. Its model card
+    /// path, `models/ssd-mobilenet-v2-coco.toml`, resolves when the config sits at the root of the
+    /// ocellus repository.
+    pub fn example() -> &'static str {
+        EXAMPLE
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections.
+
+fn runtime(cx: &Cx<'_>, raw: &RawRuntime, dir: &Path) -> Result<RuntimeConfig> {
+    let onnxruntime = match &raw.onnxruntime {
+        Some(p) => Some(resolve_path(cx, p, "runtime.onnxruntime", dir)?),
+        None => None,
+    };
+    let threads = match &raw.threads {
+        Some(t) => Some(int_in(cx, t, "runtime.threads", 1, 64)? as usize),
+        None => None,
+    };
+    Ok(RuntimeConfig {
+        onnxruntime,
+        threads,
+    })
+}
+
+fn source(cx: &Cx<'_>, raw: &Spanned<RawSource>, dir: &Path) -> Result<SourceConfig> {
+    let span = raw.span();
+    let raw = raw.get_ref();
+    let kind = raw.kind.get_ref().as_str();
+    let kinds = "use \"video\", \"images\" or \"synthetic\"";
+    match kind {
+        "video" | "images" | "synthetic" => {}
+        "v4l2" | "sensor" => {
+            return Err(cx.at(
+                &raw.kind,
+                "source.kind",
+                format!("\"{kind}\" is not supported yet; {kinds}"),
+            ));
+        }
+        _ => {
+            return Err(cx.at(
+                &raw.kind,
+                "source.kind",
+                format!("\"{kind}\" is not a source kind; {kinds}"),
+            ));
+        }
+    }
+    let fps = match &raw.fps {
+        Some(f) => {
+            let v = *f.get_ref();
+            if !(v > 0.0 && v <= 1000.0) {
+                return Err(cx.at(
+                    f,
+                    "source.fps",
+                    format!("must be more than 0 and at most 1000 (frames per second), got {v}"),
+                ));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let synthetic_only = [
+        ("width", &raw.width),
+        ("height", &raw.height),
+        ("frames", &raw.frames),
+        ("objects", &raw.objects),
+        ("seed", &raw.seed),
+    ];
+    if kind == "synthetic" {
+        if let Some(p) = &raw.path {
+            return Err(cx.at(
+                p,
+                "source.path",
+                "does not apply to kind = \"synthetic\"; remove it",
+            ));
+        }
+        if let Some(l) = &raw.looped {
+            return Err(cx.at(
+                l,
+                "source.loop",
+                "does not apply to kind = \"synthetic\"; remove it",
+            ));
+        }
+        let opt = |v: &Option<Spanned<i64>>, key: &str, lo: i64, hi: i64, default: i64| match v {
+            Some(v) => int_in(cx, v, key, lo, hi),
+            None => Ok(default),
+        };
+        return Ok(SourceConfig::Synthetic {
+            width: opt(&raw.width, "source.width", 16, 4096, 640)? as u32,
+            height: opt(&raw.height, "source.height", 16, 4096, 480)? as u32,
+            frames: opt(&raw.frames, "source.frames", 1, 1_000_000, 300)? as u64,
+            objects: opt(&raw.objects, "source.objects", 1, 64, 3)? as u32,
+            seed: opt(&raw.seed, "source.seed", 0, i64::MAX, 0)? as u64,
+            fps,
+        });
+    }
+    for (name, value) in synthetic_only {
+        if let Some(v) = value {
+            return Err(cx.at(
+                v,
+                &format!("source.{name}"),
+                format!("only applies to kind = \"synthetic\", not \"{kind}\"; remove it"),
+            ));
+        }
+    }
+    let Some(p) = &raw.path else {
+        let what = if kind == "video" {
+            "a video file or an rtsp:// URL"
+        } else {
+            "a directory of images or a glob such as \"frames/*.png\""
+        };
+        return Err(cx.err(
+            Some(span),
+            "source.path",
+            format!("is required for kind = \"{kind}\": {what}"),
+        ));
+    };
+    let looped = raw.looped.as_ref().is_some_and(|l| *l.get_ref());
+    let text = p.get_ref().as_str();
+    if let Some((scheme, rest)) = text.split_once("://") {
+        let scheme = scheme.to_ascii_lowercase();
+        if kind != "video" || !(scheme == "rtsp" || scheme == "rtsps") {
+            let allowed = if kind == "video" {
+                "a file path or an rtsp:// or rtsps:// URL"
+            } else {
+                "a directory or a glob on this device"
+            };
+            return Err(cx.at(
+                p,
+                "source.path",
+                format!(
+                    "\"{text}\": {scheme}:// is not supported for kind = \"{kind}\"; use {allowed}"
+                ),
+            ));
+        }
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(cx.at(
+                p,
+                "source.path",
+                format!("\"{text}\" has no host; write it as {scheme}://HOST[:PORT]/STREAM"),
+            ));
+        }
+        if let Some(l) = &raw.looped {
+            return Err(cx.at(
+                l,
+                "source.loop",
+                "only applies to files, not to a stream URL; remove it",
+            ));
+        }
+        return Ok(SourceConfig::Video {
+            input: VideoInput::Url(text.to_owned()),
+            fps,
+            looped: false,
+        });
+    }
+    let resolved = resolve_path(cx, p, "source.path", dir)?;
+    Ok(if kind == "video" {
+        SourceConfig::Video {
+            input: VideoInput::File(resolved),
+            fps,
+            looped,
+        }
+    } else {
+        SourceConfig::Images {
+            pattern: resolved,
+            fps,
+            looped,
+        }
+    })
+}
+
+fn model(cx: &Cx<'_>, raw: &RawModel, dir: &Path) -> Result<ModelConfig> {
+    let card_path = resolve_path(cx, &raw.card, "model.card", dir)?;
+    let card = ModelCard::load(&card_path).map_err(|e| {
+        let hint = match &e {
+            Error::CardRead { .. } => format!(
+                "; relative paths are relative to the config file's directory ({})",
+                dir.display()
+            ),
+            _ => String::new(),
+        };
+        cx.at(&raw.card, "model.card", format!("{e}{hint}"))
+    })?;
+    let threshold = match &raw.threshold {
+        Some(t) => Some(float_in(cx, t, "model.threshold", 0.0, 1.0)? as f32),
+        None => None,
+    };
+    let labels = match &raw.labels {
+        Some(l) => Some(check_labels(cx, l, "model.labels", &card, None)?),
+        None => None,
+    };
+    Ok(ModelConfig {
+        card_path,
+        card,
+        threshold,
+        labels,
+    })
+}
+
+fn rules(
+    cx: &Cx<'_>,
+    raw: &Spanned<RawRules>,
+    model: &ModelConfig,
+    doc: &toml::de::DeTable<'_>,
+) -> Result<RulesSection> {
+    let span = raw.span();
+    let raw = raw.get_ref();
+    let mut config = RulesConfig::default();
+    if let Some(h) = &raw.line_hysteresis {
+        let v = *h.get_ref();
+        if !(0.0..0.5).contains(&v) {
+            return Err(cx.at(
+                h,
+                "rules.line_hysteresis",
+                format!("must be at least 0 and less than 0.5 (a normalised distance, e.g. 0.01), got {v}"),
+            ));
+        }
+        config.line_hysteresis = v as f32;
+    }
+    if let Some(d) = &raw.zone_debounce_frames {
+        config.zone_debounce_frames = int_in(cx, d, "rules.zone_debounce_frames", 1, 100)? as u32;
+    }
+    let kept = model.labels.as_deref();
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut unique = |name: &Spanned<String>, key: &str, rule: &str| -> Result<String> {
+        let checked = check_name(cx, name, key, MAX_RULE_NAME, "rule name")?;
+        if let Some(first) = names.get(&checked) {
+            return Err(cx.at(
+                name,
+                key,
+                format!(
+                    "\"{checked}\" is already the name of `{first}`; rule names must be unique across lines and zones"
+                ),
+            ));
+        }
+        names.insert(checked.clone(), rule.to_owned());
+        Ok(checked)
+    };
+
+    let mut lines = Vec::with_capacity(raw.line.len());
+    for (i, l) in raw.line.iter().enumerate() {
+        let key = format!("rules.line[{i}]");
+        let name = unique(&l.name, &format!("{key}.name"), &key)?;
+        let a = point(cx, &l.a, &format!("{key}.a"))?;
+        let b = point(cx, &l.b, &format!("{key}.b"))?;
+        if (a[0] - b[0]).hypot(a[1] - b[1]) < 1e-6 {
+            return Err(cx.at(
+                &l.b,
+                &format!("{key}.b"),
+                "is the same point as `a`; a line needs two different points",
+            ));
+        }
+        let labels = match &l.labels {
+            Some(v) => check_labels(cx, v, &format!("{key}.labels"), &model.card, kept)?,
+            None => Vec::new(),
+        };
+        lines.push(LineRule {
+            name,
+            a: [a[0] as f32, a[1] as f32],
+            b: [b[0] as f32, b[1] as f32],
+            labels,
+        });
+    }
+
+    let mut zones = Vec::with_capacity(raw.zone.len());
+    for (i, z) in raw.zone.iter().enumerate() {
+        let key = format!("rules.zone[{i}]");
+        let name = unique(&z.name, &format!("{key}.name"), &key)?;
+        let spanned = z.polygon.get_ref();
+        let pkey = format!("{key}.polygon");
+        if spanned.len() < 3 || spanned.len() > MAX_POLYGON_POINTS {
+            return Err(cx.at(
+                &z.polygon,
+                &pkey,
+                format!(
+                    "has {} points; a zone needs 3 to {MAX_POLYGON_POINTS} points [x, y]",
+                    spanned.len()
+                ),
+            ));
+        }
+        let mut pts = Vec::with_capacity(spanned.len());
+        for (j, p) in spanned.iter().enumerate() {
+            pts.push(point(cx, p, &format!("{pkey}[{j}]"))?);
+        }
+        if polygon_area(&pts) < MIN_POLYGON_AREA {
+            return Err(cx.at(
+                &z.polygon,
+                &pkey,
+                "has zero area (its points are repeated or on one line); a zone needs at least 3 points that enclose an area",
+            ));
+        }
+        let dwell = match &z.dwell_s {
+            Some(d) => {
+                let v = *d.get_ref();
+                if !(v > 0.0 && v <= 86_400.0) {
+                    return Err(cx.at(
+                        d,
+                        &format!("{key}.dwell_s"),
+                        format!(
+                            "must be more than 0 and at most 86400 (seconds), got {v}; remove the key for no dwell events"
+                        ),
+                    ));
+                }
+                Some(Duration::from_secs_f64(v))
+            }
+            None => None,
+        };
+        let labels = match &z.labels {
+            Some(v) => check_labels(cx, v, &format!("{key}.labels"), &model.card, kept)?,
+            None => Vec::new(),
+        };
+        zones.push(ZoneRule {
+            name,
+            polygon: pts.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
+            dwell,
+            labels,
+        });
+    }
+
+    crate::rules::Rules::new(lines.clone(), zones.clone(), config.clone())
+        .map_err(|e| cx.option_error(e, doc, span, "rules"))?;
+    Ok(RulesSection {
+        config,
+        lines,
+        zones,
+    })
+}
+
+fn mqtt(cx: &Cx<'_>, raw: &RawMqtt, device_id: &str) -> Result<MqttConfig> {
+    let (host, port) =
+        parse_mqtt_url(raw.url.get_ref()).map_err(|m| cx.at(&raw.url, "mqtt.url", m))?;
+    let topic_prefix = match &raw.topic_prefix {
+        Some(t) => {
+            check_topic_prefix(t.get_ref()).map_err(|m| cx.at(t, "mqtt.topic_prefix", m))?;
+            t.get_ref().clone()
+        }
+        None => DEFAULT_TOPIC_PREFIX.to_owned(),
+    };
+    let client_id = match &raw.client_id {
+        Some(c) => check_name(cx, c, "mqtt.client_id", MAX_CLIENT_ID, "client id")?,
+        None => format!("ocellus-{device_id}")
+            .chars()
+            .take(MAX_CLIENT_ID)
+            .collect(),
+    };
+    let keep_alive = match &raw.keep_alive_s {
+        Some(k) => Duration::from_secs(int_in(cx, k, "mqtt.keep_alive_s", 5, 3600)? as u64),
+        None => DEFAULT_KEEP_ALIVE,
+    };
+    let max_pending_events = match &raw.max_pending_events {
+        Some(m) => int_in(cx, m, "mqtt.max_pending_events", 1, 1_000_000)? as usize,
+        None => DEFAULT_MAX_PENDING_EVENTS,
+    };
+    Ok(MqttConfig {
+        host,
+        port,
+        topic_prefix,
+        client_id,
+        keep_alive,
+        max_pending_events,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks.
+
+/// Where errors point: the file and its text (for span → line).
+struct Cx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Cx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let before = self
+            .text
+            .as_bytes()
+            .get(..offset)
+            .unwrap_or(self.text.as_bytes());
+        before.iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn err(&self, span: Option<Range<usize>>, key: &str, message: impl std::fmt::Display) -> Error {
+        Error::Config {
+            path: self.path.to_path_buf(),
+            line: span.map(|s| self.line_of(s.start)),
+            message: format!("`{key}`: {message}"),
+        }
+    }
+
+    fn at<T>(&self, value: &Spanned<T>, key: &str, message: impl std::fmt::Display) -> Error {
+        self.err(Some(value.span()), key, message)
+    }
+
+    /// A line of the file, unless the span is the empty one at 0 (the whole document).
+    fn line_of_span(&self, span: Option<&Range<usize>>) -> Option<usize> {
+        span.filter(|s| !(s.start == 0 && s.end == 0))
+            .map(|s| self.line_of(s.start))
+    }
+
+    /// The text is not valid TOML.
+    fn syntax_error(&self, e: &toml::de::Error) -> Error {
+        let raw = e.message().trim().replace('\n', " | ");
+        let span = e.span();
+        let message = if raw == "duplicate key" {
+            let name = span
+                .as_ref()
+                .and_then(|s| self.text.get(s.clone()))
+                .unwrap_or_default();
+            format!(
+                "duplicate key `{name}`: a key (or [table]) may appear only once; remove one of them"
+            )
+        } else {
+            format!("{raw} (this is not valid TOML; see {DOCS})")
+        };
+        Error::Config {
+            path: self.path.to_path_buf(),
+            line: self.line_of_span(span.as_ref()),
+            message,
+        }
+    }
+
+    /// An error from a section's own validation (`Tracker::new`, `Rules::new`): point at the
+    /// key it names when the file has it, else at the section.
+    fn option_error(
+        &self,
+        e: Error,
+        doc: &toml::de::DeTable<'_>,
+        section: Range<usize>,
+        key: &str,
+    ) -> Error {
+        match e {
+            Error::InvalidOption { name, message } => {
+                let mut entries = Vec::new();
+                collect_table(doc, "", 0, &mut entries);
+                let span = entries
+                    .iter()
+                    .find(|e| e.path == name)
+                    .and_then(|e| e.key.clone())
+                    .unwrap_or(section);
+                self.err(Some(span), &name, message)
+            }
+            other => self.err(Some(section), key, other),
+        }
+    }
+
+    /// Valid TOML, but an unknown key, a missing key or a wrong type: name the dotted key found
+    /// from the error's span.
+    fn schema_error(&self, e: &toml::de::Error, doc: &toml::de::DeTable<'_>) -> Error {
+        let mut raw = e.message().trim().replace('\n', " | ");
+        for (from, to) in [
+            ("expected f64", "expected a number"),
+            ("expected f32", "expected a number"),
+            ("expected i64", "expected a whole number"),
+            ("expected u64", "expected a whole number"),
+            ("expected u32", "expected a whole number"),
+            ("expected usize", "expected a whole number"),
+            ("expected a sequence", "expected a list [...]"),
+            ("expected a boolean", "expected true or false"),
+        ] {
+            raw = raw.replace(from, to);
+        }
+        let span = e.span();
+        let line = self.line_of_span(span.as_ref());
+        let key = span.as_ref().and_then(|s| key_at(doc, s));
+        let message = if let Some(field) = backticked_after(&raw, "missing field `") {
+            let full = match &key {
+                Some(k) => format!("{k}.{field}"),
+                None => field.to_owned(),
+            };
+            format!("`{full}`: is required but missing (see {DOCS})")
+        } else if let Some(field) = backticked_after(&raw, "unknown field `") {
+            let rest = raw
+                .strip_prefix(&format!("unknown field `{field}`"))
+                .unwrap_or_default();
+            let name = key.unwrap_or_else(|| field.to_owned());
+            format!("`{name}`: unknown key{rest}; check the spelling (see {DOCS})")
+        } else {
+            match key {
+                Some(k) => format!("`{k}`: {raw}"),
+                None => format!("{raw} (see {DOCS})"),
+            }
+        };
+        Error::Config {
+            path: self.path.to_path_buf(),
+            line,
+            message,
+        }
+    }
+}
+
+/// The name between `prefix` and the next backtick, if `message` starts with `prefix`.
+fn backticked_after<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    message.strip_prefix(prefix)?.split('`').next()
+}
+
+struct Entry {
+    path: String,
+    key: Option<Range<usize>>,
+    value: Range<usize>,
+    depth: usize,
+}
+
+fn collect_table(table: &toml::de::DeTable<'_>, prefix: &str, depth: usize, out: &mut Vec<Entry>) {
+    for (k, v) in table.iter() {
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        out.push(Entry {
+            path: path.clone(),
+            key: Some(k.span()),
+            value: v.span(),
+            depth,
+        });
+        collect_value(v, &path, depth, out);
+    }
+}
+
+fn collect_value(
+    v: &Spanned<toml::de::DeValue<'_>>,
+    path: &str,
+    depth: usize,
+    out: &mut Vec<Entry>,
+) {
+    match v.get_ref() {
+        toml::de::DeValue::Table(t) => collect_table(t, path, depth + 1, out),
+        toml::de::DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                out.push(Entry {
+                    path: p.clone(),
+                    key: None,
+                    value: item.span(),
+                    depth: depth + 1,
+                });
+                collect_value(item, &p, depth + 1, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The dotted key (e.g. `rules.line[1].a`) that a TOML error's span points at.
+fn key_at(doc: &toml::de::DeTable<'_>, span: &Range<usize>) -> Option<String> {
+    if span.start == 0 && span.end == 0 {
+        return None; // the document itself (e.g. a missing top-level table)
+    }
+    let mut entries = Vec::new();
+    collect_table(doc, "", 0, &mut entries);
+    if let Some(e) = entries.iter().find(|e| e.key.as_ref() == Some(span)) {
+        return Some(e.path.clone());
+    }
+    if let Some(e) = entries
+        .iter()
+        .filter(|e| &e.value == span)
+        .max_by_key(|e| e.depth)
+    {
+        return Some(e.path.clone());
+    }
+    entries
+        .iter()
+        .filter(|e| e.value.start <= span.start && span.end <= e.value.end && !e.value.is_empty())
+        .min_by_key(|e| (e.value.len(), usize::MAX - e.depth))
+        .map(|e| e.path.clone())
+}
+
+fn range_text(lo: i64, hi: i64) -> String {
+    if hi == i64::MAX {
+        format!("{lo} or more")
+    } else {
+        format!("{lo}..={hi}")
+    }
+}
+
+fn int_in(cx: &Cx<'_>, v: &Spanned<i64>, key: &str, lo: i64, hi: i64) -> Result<i64> {
+    let x = *v.get_ref();
+    if x < lo || x > hi {
+        return Err(cx.at(v, key, format!("{x} is outside {}", range_text(lo, hi))));
+    }
+    Ok(x)
+}
+
+fn float_in(cx: &Cx<'_>, v: &Spanned<f64>, key: &str, lo: f64, hi: f64) -> Result<f64> {
+    let x = *v.get_ref();
+    if !(lo..=hi).contains(&x) {
+        return Err(cx.at(v, key, format!("{x} is outside {lo}..={hi}")));
+    }
+    Ok(x)
+}
+
+fn check_xy(p: &[f64; 2]) -> std::result::Result<(), String> {
+    for (axis, v) in [("x", p[0]), ("y", p[1])] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(format!(
+                "{axis} = {v} is outside 0..=1 (coordinates are normalised: 0 is the left/top edge, 1 the right/bottom edge)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn point(cx: &Cx<'_>, p: &Spanned<[f64; 2]>, key: &str) -> Result<[f64; 2]> {
+    check_xy(p.get_ref()).map_err(|m| cx.at(p, key, m))?;
+    Ok(*p.get_ref())
+}
+
+/// Absolute area of a simple polygon (shoelace formula).
+fn polygon_area(pts: &[[f64; 2]]) -> f64 {
+    let n = pts.len();
+    let twice: f64 = (0..n)
+        .map(|i| {
+            let p = pts[i];
+            let q = pts[(i + 1) % n];
+            p[0] * q[1] - q[0] * p[1]
+        })
+        .sum();
+    (twice / 2.0).abs()
+}
+
+/// 1..=max characters of `[A-Za-z0-9._-]`.
+fn name_problem(s: &str, max: usize) -> Option<String> {
+    if s.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Some(format!("\"{s}\" contains {c:?}"));
+    }
+    let n = s.chars().count();
+    (n > max).then(|| format!("\"{s}\" is {n} characters long"))
+}
+
+fn check_name(
+    cx: &Cx<'_>,
+    v: &Spanned<String>,
+    key: &str,
+    max: usize,
+    what: &str,
+) -> Result<String> {
+    match name_problem(v.get_ref(), max) {
+        Some(problem) => Err(cx.at(
+            v,
+            key,
+            format!(
+                "{problem}; a {what} is 1 to {max} characters: {NAME_CHARS} (it becomes part of MQTT topics and events)"
+            ),
+        )),
+        None => Ok(v.get_ref().clone()),
+    }
+}
+
+fn resolve_path(cx: &Cx<'_>, v: &Spanned<String>, key: &str, dir: &Path) -> Result<PathBuf> {
+    let s = v.get_ref();
+    if s.trim().is_empty() {
+        return Err(cx.at(v, key, "is empty; give a path"));
+    }
+    let p = Path::new(s);
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    })
+}
+
+/// Labels must be non-empty, exist in the card and (for rules) be kept by `model.labels`.
+fn check_labels(
+    cx: &Cx<'_>,
+    v: &Spanned<Vec<String>>,
+    key: &str,
+    card: &ModelCard,
+    kept: Option<&[String]>,
+) -> Result<Vec<String>> {
+    let labels = v.get_ref();
+    if labels.is_empty() {
+        return Err(cx.at(
+            v,
+            key,
+            "is an empty list; remove the key to keep every label",
+        ));
+    }
+    for l in labels {
+        if !card.labels.values().any(|c| &**c == l.as_str()) {
+            let known: Vec<&str> = card.labels.values().map(|c| &**c).collect();
+            return Err(cx.at(
+                v,
+                key,
+                format!(
+                    "\"{l}\" is not a label of model card {} (labels are case-sensitive); it has: {}",
+                    card.path.display(),
+                    known.join(", ")
+                ),
+            ));
+        }
+        if let Some(kept) = kept
+            && !kept.contains(l)
+        {
+            return Err(cx.at(
+                v,
+                key,
+                format!(
+                    "\"{l}\" is never detected: `model.labels` keeps only {}; add it there or remove it here",
+                    kept.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(labels.clone())
+}
+
+/// `mqtt://HOST[:PORT]` → (host, port); the error says how to write it.
+pub fn parse_mqtt_url(url: &str) -> std::result::Result<(String, u16), String> {
+    let form = "write it as mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("\"{url}\" is not a URL; {form}"));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "mqtt" | "tcp" => {}
+        "mqtts" | "ssl" | "tls" => {
+            return Err(format!(
+                "\"{url}\": {scheme}:// is refused for now: TLS arrives with the delivery issue; use mqtt:// to a broker on a trusted network"
+            ));
+        }
+        _ => return Err(format!("\"{url}\": unsupported scheme {scheme}://; {form}")),
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('@') {
+        return Err(format!(
+            "\"{url}\": user names and passwords in the URL are not supported; {form}"
+        ));
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err(format!("\"{url}\" has a path, query or fragment; {form}"));
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((host, after)) = v6.split_once(']') else {
+            return Err(format!(
+                "\"{url}\": unclosed '[' in the IPv6 address; {form}"
+            ));
+        };
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return Err(format!(
+                "\"{url}\": \"{host}\" is not an IPv6 address; {form}"
+            ));
+        }
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(p) => (host, Some(p)),
+                None => return Err(format!("\"{url}\": unexpected text after ']'; {form}")),
+            },
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("\"{url}\" has no host; {form}"));
+    }
+    if !rest.starts_with('[')
+        && let Some(c) = host
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!(
+            "\"{url}\": the host \"{host}\" contains {c:?}; {form} (IPv6 addresses go in brackets: mqtt://[::1]:1883)"
+        ));
+    }
+    let port = match port {
+        None => DEFAULT_MQTT_PORT,
+        Some(p) => match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) && p.chars().all(|c| c.is_ascii_digit()) => n as u16,
+            _ => {
+                return Err(format!(
+                    "\"{url}\": port \"{p}\" is not a number in 1..=65535; {form}"
+                ));
+            }
+        },
+    };
+    Ok((host.to_owned(), port))
+}
+
+fn check_topic_prefix(prefix: &str) -> std::result::Result<(), String> {
+    let rule = "use one or more levels of letters, digits, '.', '_' and '-' separated by '/', e.g. \"ocellus\" or \"acme/store-12\"";
+    if prefix.is_empty() {
+        return Err(format!("is empty; {rule}"));
+    }
+    if prefix.len() > MAX_TOPIC_PREFIX {
+        return Err(format!(
+            "is {} characters long; at most {MAX_TOPIC_PREFIX}",
+            prefix.len()
+        ));
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/')))
+    {
+        let why = match c {
+            '+' | '#' => " (an MQTT wildcard)",
+            _ => "",
+        };
+        return Err(format!("\"{prefix}\" contains {c:?}{why}; {rule}"));
+    }
+    if prefix.split('/').any(str::is_empty) {
+        return Err(format!(
+            "\"{prefix}\" has an empty level (a leading, trailing or doubled '/'); {rule}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// A config in the repository root, so `models/…` resolves to the real card.
+    fn site() -> PathBuf {
+        repo().join("site.toml")
+    }
+
+    const BASE: &str = r#"[device]
+id = "store-12-entrance"
+
+[source]
+kind = "video"
+path = "footage/vtest.avi"
+
+[model]
+card = "models/ssd-mobilenet-v2-coco.toml"
+
+[rules]
+
+[[rules.line]]
+name = "door"
+a = [0.05, 0.55]
+b = [0.95, 0.55]
+
+[[rules.zone]]
+name = "queue"
+polygon = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]
+dwell_s = 10
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+"#;
+
+    /// 1-based line of the first line of `text` containing `needle`.
+    fn line_with(text: &str, needle: &str) -> usize {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("`{needle}` not in the text"))
+    }
+
+    /// Replace `from` (must occur) and return the new text.
+    fn edit(from: &str, to: &str) -> String {
+        assert!(BASE.contains(from), "{from}");
+        BASE.replacen(from, to, 1)
+    }
+
+    /// Parse text that must fail; returns (line, message).
+    fn fail(text: &str) -> (Option<usize>, String) {
+        match Config::parse(text, &site()) {
+            Ok(_) => panic!("parsed, but should have failed:\n{text}"),
+            Err(Error::Config {
+                path,
+                line,
+                message,
+            }) => {
+                assert_eq!(path, site());
+                (line, message)
+            }
+            Err(other) => panic!("not a config error: {other}"),
+        }
+    }
+
+    /// Assert that `text` fails on the line containing `marker`, with a message containing all `parts`.
+    fn assert_fails(text: &str, marker: &str, parts: &[&str]) -> String {
+        let (line, msg) = fail(text);
+        assert_eq!(line, Some(line_with(text, marker)), "{msg}");
+        for p in parts {
+            assert!(msg.contains(p), "`{p}` not in: {msg}");
+        }
+        msg
+    }
+
+    #[test]
+    fn base_and_example_parse() {
+        let c = Config::parse(BASE, &site()).unwrap();
+        assert_eq!(c.device.id, "store-12-entrance");
+        assert_eq!(c.mqtt.client_id, "ocellus-store-12-entrance");
+        let ex = Config::parse(Config::example(), &repo().join("ocellus.example.toml")).unwrap();
+        assert_eq!(ex.model.labels.as_deref(), Some(&["person".to_owned()][..]));
+        assert_eq!(ex.rules.lines.len(), 1);
+        assert_eq!(ex.rules.zones.len(), 1);
+        assert_eq!(ex.runtime.threads, Some(2));
+        assert_eq!(ex.tracker.confirm_hits, 3);
+    }
+
+    #[test]
+    fn docs_show_the_example() {
+        let docs = std::fs::read_to_string(repo().join("docs/config.md")).unwrap();
+        let after = docs.split("## Complete example").nth(1).unwrap();
+        let block = after.split("```toml\n").nth(1).unwrap();
+        let block = block.split("```").next().unwrap();
+        assert_eq!(
+            block,
+            Config::example(),
+            "docs/config.md and Config::example() differ"
+        );
+    }
+
+    #[test]
+    fn full_config_parses_to_expected_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("cards")).unwrap();
+        std::fs::copy(
+            repo().join("models/ssd-mobilenet-v2-coco.toml"),
+            dir.path().join("cards/ssd.toml"),
+        )
+        .unwrap();
+        let text = r#"
+[device]
+id = "store-12_entrance.A"
+
+[runtime]
+onnxruntime = "lib/libonnxruntime.so.1.31.1"
+threads = 4
+
+[source]
+kind = "video"
+path = "clips/door.avi"
+fps = 12.5
+loop = true
+
+[model]
+card = "cards/ssd.toml"
+threshold = 0.4
+labels = ["person", "dog"]
+
+[tracker]
+high_threshold = 0.55
+max_lost_frames = 12
+
+[rules]
+line_hysteresis = 0.02
+zone_debounce_frames = 3
+
+[[rules.line]]
+name = "door"
+a = [0, 0.5]
+b = [1, 0.5]
+labels = ["person"]
+
+[[rules.line]]
+name = "side-door"
+a = [0.9, 0.1]
+b = [0.9, 0.9]
+
+[[rules.zone]]
+name = "queue"
+polygon = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]
+dwell_s = 2.5
+labels = ["dog"]
+
+[[rules.zone]]
+name = "till"
+polygon = [[0.6, 0.6], [0.9, 0.6], [0.75, 0.9]]
+
+[mqtt]
+url = "mqtt://broker.local"
+topic_prefix = "acme/stores"
+client_id = "cam-12"
+keep_alive_s = 60
+max_pending_events = 500
+"#;
+        let path = dir.path().join("site.toml");
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(&path).unwrap();
+        let d = dir.path();
+        assert_eq!(c.path, path);
+        assert_eq!(c.device.id, "store-12_entrance.A");
+        assert_eq!(
+            c.runtime,
+            RuntimeConfig {
+                onnxruntime: Some(d.join("lib/libonnxruntime.so.1.31.1")),
+                threads: Some(4),
+            }
+        );
+        assert_eq!(
+            c.source,
+            SourceConfig::Video {
+                input: VideoInput::File(d.join("clips/door.avi")),
+                fps: Some(12.5),
+                looped: true,
+            }
+        );
+        assert_eq!(c.source.kind(), "video");
+        assert_eq!(c.source.fps(), Some(12.5));
+        assert_eq!(c.model.card_path, d.join("cards/ssd.toml"));
+        assert_eq!(c.model.card.name, "ssd-mobilenet-v2-coco");
+        assert_eq!(c.model.threshold, Some(0.4));
+        assert!((c.model.effective_threshold() - 0.4).abs() < 1e-6);
+        assert_eq!(
+            c.model.labels,
+            Some(vec!["person".to_owned(), "dog".to_owned()])
+        );
+        assert_eq!(
+            c.tracker,
+            TrackerConfig {
+                high_threshold: 0.55,
+                max_lost_frames: 12,
+                ..TrackerConfig::default()
+            }
+        );
+        assert_eq!(
+            c.rules.config,
+            RulesConfig {
+                line_hysteresis: 0.02,
+                zone_debounce_frames: 3,
+            }
+        );
+        assert_eq!(
+            c.rules.lines,
+            vec![
+                LineRule {
+                    name: "door".into(),
+                    a: [0.0, 0.5],
+                    b: [1.0, 0.5],
+                    labels: vec!["person".into()],
+                },
+                LineRule {
+                    name: "side-door".into(),
+                    a: [0.9, 0.1],
+                    b: [0.9, 0.9],
+                    labels: vec![],
+                },
+            ]
+        );
+        assert_eq!(
+            c.rules.zones,
+            vec![
+                ZoneRule {
+                    name: "queue".into(),
+                    polygon: vec![[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]],
+                    dwell: Some(Duration::from_millis(2500)),
+                    labels: vec!["dog".into()],
+                },
+                ZoneRule {
+                    name: "till".into(),
+                    polygon: vec![[0.6, 0.6], [0.9, 0.6], [0.75, 0.9]],
+                    dwell: None,
+                    labels: vec![],
+                },
+            ]
+        );
+        assert_eq!(
+            c.mqtt,
+            MqttConfig {
+                host: "broker.local".into(),
+                port: 1883,
+                topic_prefix: "acme/stores".into(),
+                client_id: "cam-12".into(),
+                keep_alive: Duration::from_secs(60),
+                max_pending_events: 500,
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_keys_are_absent() {
+        let minimal = r#"
+[device]
+id = "cam"
+[source]
+kind = "synthetic"
+[model]
+card = "models/ssd-mobilenet-v2-coco.toml"
+[mqtt]
+url = "mqtt://[::1]"
+"#;
+        let c = Config::parse(minimal, &site()).unwrap();
+        assert_eq!(c.runtime, RuntimeConfig::default());
+        assert_eq!(
+            c.source,
+            SourceConfig::Synthetic {
+                width: 640,
+                height: 480,
+                frames: 300,
+                objects: 3,
+                seed: 0,
+                fps: None,
+            }
+        );
+        assert_eq!(c.model.threshold, None);
+        assert!((c.model.effective_threshold() - 0.5).abs() < 1e-6);
+        assert_eq!(c.model.labels, None);
+        assert_eq!(c.tracker, TrackerConfig::default());
+        assert_eq!(c.rules, RulesSection::default());
+        assert_eq!(c.mqtt.host, "::1");
+        assert_eq!(c.mqtt.port, DEFAULT_MQTT_PORT);
+        assert_eq!(c.mqtt.topic_prefix, "ocellus");
+        assert_eq!(c.mqtt.client_id, "ocellus-cam");
+        assert_eq!(c.mqtt.keep_alive, DEFAULT_KEEP_ALIVE);
+        assert_eq!(c.mqtt.max_pending_events, DEFAULT_MAX_PENDING_EVENTS);
+    }
+
+    #[test]
+    fn sources_resolve_urls_globs_and_synthetic_settings() {
+        let c = Config::parse(
+            &edit(
+                "path = \"footage/vtest.avi\"",
+                "path = \"rtsp://10.0.0.5:554/stream1\"",
+            ),
+            &site(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Video {
+                input: VideoInput::Url("rtsp://10.0.0.5:554/stream1".into()),
+                fps: None,
+                looped: false,
+            }
+        );
+        let c = Config::parse(
+            &edit(
+                "kind = \"video\"\npath = \"footage/vtest.avi\"",
+                "kind = \"images\"\npath = \"frames/*.png\"\nfps = 2",
+            ),
+            &site(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Images {
+                pattern: repo().join("frames/*.png"),
+                fps: Some(2.0),
+                looped: false,
+            }
+        );
+        let c = Config::parse(
+            &edit(
+                "kind = \"video\"\npath = \"footage/vtest.avi\"",
+                "kind = \"synthetic\"\nwidth = 320\nheight = 240\nframes = 50\nobjects = 5\nseed = 7",
+            ),
+            &site(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Synthetic {
+                width: 320,
+                height: 240,
+                frames: 50,
+                objects: 5,
+                seed: 7,
+                fps: None,
+            }
+        );
+        assert_fails(
+            &edit("kind = \"video\"", "kind = \"video\"\nwidth = 320"),
+            "width = 320",
+            &["`source.width`", "synthetic"],
+        );
+        assert_fails(
+            &edit(
+                "path = \"footage/vtest.avi\"",
+                "path = \"http://cam/x.mjpg\"",
+            ),
+            "http://",
+            &["`source.path`", "rtsp://"],
+        );
+        assert_fails(
+            &edit(
+                "path = \"footage/vtest.avi\"",
+                "path = \"footage/vtest.avi\"\nfps = 0",
+            ),
+            "fps = 0",
+            &["`source.fps`", "more than 0"],
+        );
+        assert_fails(
+            &edit("kind = \"video\"", "kind = \"webcam\""),
+            "webcam",
+            &["`source.kind`", "\"webcam\" is not a source kind"],
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_its_line() {
+        let text = edit("kind = \"video\"", "kind = \"video\"\ncolour = 1");
+        let msg = assert_fails(
+            &text,
+            "colour = 1",
+            &["`source.colour`", "unknown key", "`kind`"],
+        );
+        assert!(msg.contains(DOCS), "{msg}");
+        // in an array of tables and in [tracker] too
+        let text = edit("b = [0.95, 0.55]", "b = [0.95, 0.55]\ndirection = \"in\"");
+        assert_fails(
+            &text,
+            "direction",
+            &["`rules.line[0].direction`", "unknown key"],
+        );
+        let text = edit("[rules]", "[tracker]\nmax_lost = 3\n\n[rules]");
+        assert_fails(&text, "max_lost", &["`tracker.max_lost`", "unknown key"]);
+        // an unknown table
+        let text = edit("[rules]", "[rulez]\n\n[rules]");
+        assert_fails(&text, "[rulez]", &["`rulez`", "unknown key"]);
+    }
+
+    #[test]
+    fn wrong_types_and_missing_keys_name_the_key() {
+        let text = edit("dwell_s = 10", "dwell_s = \"10s\"");
+        assert_fails(
+            &text,
+            "dwell_s",
+            &[
+                "`rules.zone[0].dwell_s`",
+                "invalid type",
+                "expected a number",
+            ],
+        );
+        let text = edit("id = \"store-12-entrance\"\n", "");
+        assert_fails(&text, "[device]", &["`device.id`", "required"]);
+        let text = edit("name = \"queue\"\n", "");
+        assert_fails(
+            &text,
+            "[[rules.zone]]",
+            &["`rules.zone[0].name`", "required"],
+        );
+        let text = edit("[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n", "");
+        let (line, msg) = fail(&text);
+        assert_eq!(line, None, "{msg}");
+        assert!(msg.contains("`mqtt`") && msg.contains("required"), "{msg}");
+        let text = edit("dwell_s = 10", "dwell_s = 10\ndwell_s = 11");
+        assert_fails(&text, "dwell_s = 11", &["duplicate key `dwell_s`"]);
+        let text = edit("[rules]", "[rules");
+        assert_fails(&text, "[rules", &["TOML"]);
+    }
+
+    #[test]
+    fn point_out_of_range_names_the_point_and_axis() {
+        let text = edit("a = [0.05, 0.55]", "a = [1.5, 0.55]");
+        let (line, msg) = fail(&text);
+        assert_eq!(line, Some(line_with(&text, "a = [1.5")));
+        assert!(
+            msg.starts_with("`rules.line[0].a`: x = 1.5 is outside 0..=1"),
+            "{msg}"
+        );
+        let text = edit("[0.5, 0.5], [0.1, 0.5]]", "[0.5, -0.2], [0.1, 0.5]]");
+        assert_fails(
+            &text,
+            "polygon",
+            &["`rules.zone[0].polygon[2]`", "y = -0.2 is outside 0..=1"],
+        );
+        let text = edit("b = [0.95, 0.55]", "b = [0.05, 0.55]");
+        assert_fails(&text, "b = [0.05", &["`rules.line[0].b`", "same point"]);
+    }
+
+    #[test]
+    fn device_id_refuses_topic_characters() {
+        for bad in ["store/12", "store+12", "store#12", "store 12"] {
+            let text = edit("id = \"store-12-entrance\"", &format!("id = \"{bad}\""));
+            let c = bad.chars().find(|c| !c.is_ascii_alphanumeric()).unwrap();
+            assert_fails(
+                &text,
+                "id = ",
+                &["`device.id`", bad, &format!("contains {c:?}"), "1 to 128"],
+            );
+        }
+        let long = "x".repeat(129);
+        let text = edit("id = \"store-12-entrance\"", &format!("id = \"{long}\""));
+        assert_fails(&text, "id = ", &["`device.id`", "129 characters"]);
+        let text = edit("id = \"store-12-entrance\"", "id = \"\"");
+        assert_fails(&text, "id = ", &["`device.id`", "is empty"]);
+    }
+
+    #[test]
+    fn missing_model_card_names_key_path_and_line() {
+        let text = edit("models/ssd-mobilenet-v2-coco.toml", "models/nope.toml");
+        let msg = assert_fails(&text, "card = ", &["`model.card`", "nope.toml"]);
+        assert!(
+            msg.contains(&repo().join("models/nope.toml").display().to_string()),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("relative to the config file's directory"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn labels_must_exist_in_the_card() {
+        let text = edit(
+            "card = \"models/ssd-mobilenet-v2-coco.toml\"",
+            "card = \"models/ssd-mobilenet-v2-coco.toml\"\nlabels = [\"person\", \"Person\"]",
+        );
+        assert_fails(
+            &text,
+            "labels = ",
+            &[
+                "`model.labels`",
+                "\"Person\" is not a label",
+                "ssd-mobilenet-v2-coco.toml",
+                "person, bicycle",
+            ],
+        );
+        let text = edit("dwell_s = 10", "dwell_s = 10\nlabels = [\"unicorn\"]");
+        assert_fails(&text, "unicorn", &["`rules.zone[0].labels`", "\"unicorn\""]);
+        // a rule label that model.labels filters out would never fire
+        let text = edit(
+            "card = \"models/ssd-mobilenet-v2-coco.toml\"",
+            "card = \"models/ssd-mobilenet-v2-coco.toml\"\nlabels = [\"person\"]",
+        )
+        .replacen(
+            "b = [0.95, 0.55]",
+            "b = [0.95, 0.55]\nlabels = [\"car\"]",
+            1,
+        );
+        assert_fails(
+            &text,
+            "\"car\"",
+            &["`rules.line[0].labels`", "never detected"],
+        );
+        let text = edit("dwell_s = 10", "dwell_s = 10\nlabels = []");
+        assert_fails(&text, "labels = []", &["`rules.zone[0].labels`", "empty"]);
+        let text = edit(
+            "card = \"models/ssd-mobilenet-v2-coco.toml\"",
+            "card = \"models/ssd-mobilenet-v2-coco.toml\"\nthreshold = 1.2",
+        );
+        assert_fails(
+            &text,
+            "threshold",
+            &["`model.threshold`", "1.2 is outside 0..=1"],
+        );
+    }
+
+    #[test]
+    fn rule_names_must_be_unique_and_valid() {
+        let text = edit("name = \"queue\"", "name = \"door\"");
+        let (line, msg) = fail(&text);
+        for part in [
+            "`rules.zone[0].name`",
+            "\"door\"",
+            "already",
+            "`rules.line[0]`",
+            "unique",
+        ] {
+            assert!(msg.contains(part), "`{part}` not in: {msg}");
+        }
+        assert_eq!(line, Some(line_with(&text, "polygon") - 1));
+        let text = format!(
+            "{}\n[[rules.line]]\nname = \"door\"\na = [0, 0]\nb = [1, 1]\n",
+            BASE.replace("[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n", "")
+        ) + "[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n";
+        let (line, msg) = fail(&text);
+        assert!(msg.contains("`rules.line[1].name`"), "{msg}");
+        assert_eq!(
+            line,
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| *l == "name = \"door\"")
+                .map(|(i, _)| i + 1)
+                .last()
+        );
+        let text = edit("name = \"door\"", "name = \"front door\"");
+        assert_fails(
+            &text,
+            "front door",
+            &["`rules.line[0].name`", "contains ' '"],
+        );
+    }
+
+    #[test]
+    fn degenerate_polygons_are_refused() {
+        let text = edit(
+            "[[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]",
+            "[[0.1, 0.1], [0.3, 0.3], [0.5, 0.5]]",
+        );
+        assert_fails(&text, "polygon", &["`rules.zone[0].polygon`", "zero area"]);
+        let text = edit(
+            "[[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]",
+            "[[0.1, 0.1], [0.5, 0.1]]",
+        );
+        assert_fails(
+            &text,
+            "polygon",
+            &["`rules.zone[0].polygon`", "has 2 points"],
+        );
+    }
+
+    #[test]
+    fn dwell_must_be_positive() {
+        for bad in ["0", "-1", "86401"] {
+            let text = edit("dwell_s = 10", &format!("dwell_s = {bad}"));
+            assert_fails(
+                &text,
+                "dwell_s",
+                &["`rules.zone[0].dwell_s`", "more than 0"],
+            );
+        }
+    }
+
+    #[test]
+    fn mqtt_url_and_topic_are_checked() {
+        let text = edit("mqtt://127.0.0.1:1883", "mqtts://127.0.0.1:8883");
+        assert_fails(
+            &text,
+            "mqtts://",
+            &["`mqtt.url`", "TLS arrives with the delivery issue"],
+        );
+        for (bad, why) in [
+            ("127.0.0.1:1883", "not a URL"),
+            ("mqtt://127.0.0.1:0", "1..=65535"),
+            ("mqtt://127.0.0.1:99999", "1..=65535"),
+            ("mqtt://:1883", "no host"),
+            ("mqtt://user:pw@host", "passwords"),
+            ("mqtt://host/topic", "path"),
+            ("http://host", "unsupported scheme"),
+        ] {
+            let text = edit("mqtt://127.0.0.1:1883", bad);
+            assert_fails(&text, "url = ", &["`mqtt.url`", why]);
+        }
+        let c = Config::parse(&edit("127.0.0.1:1883", "10.1.2.3:2883"), &site()).unwrap();
+        assert_eq!((c.mqtt.host.as_str(), c.mqtt.port), ("10.1.2.3", 2883));
+        for (bad, why) in [
+            ("ocellus/+", "'+'"),
+            ("ocellus/#", "'#'"),
+            ("/ocellus", "empty level"),
+            ("ocellus/", "empty level"),
+            ("a//b", "empty level"),
+            ("", "is empty"),
+            ("shop 1", "' '"),
+        ] {
+            let text = edit(
+                "url = \"mqtt://127.0.0.1:1883\"",
+                &format!("url = \"mqtt://127.0.0.1:1883\"\ntopic_prefix = \"{bad}\""),
+            );
+            assert_fails(&text, "topic_prefix", &["`mqtt.topic_prefix`", why]);
+        }
+        let text = edit(
+            "url = \"mqtt://127.0.0.1:1883\"",
+            "url = \"mqtt://127.0.0.1:1883\"\nkeep_alive_s = 1",
+        );
+        assert_fails(
+            &text,
+            "keep_alive_s",
+            &["`mqtt.keep_alive_s`", "1 is outside 5..=3600"],
+        );
+        let text = edit(
+            "url = \"mqtt://127.0.0.1:1883\"",
+            "url = \"mqtt://127.0.0.1:1883\"\nmax_pending_events = 0",
+        );
+        assert_fails(
+            &text,
+            "max_pending_events",
+            &["`mqtt.max_pending_events`", "1..=1000000"],
+        );
+    }
+
+    #[test]
+    fn long_device_id_gives_a_valid_default_client_id() {
+        let id = "x".repeat(128);
+        let c = Config::parse(
+            &edit("id = \"store-12-entrance\"", &format!("id = \"{id}\"")),
+            &site(),
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.client_id.len(), MAX_CLIENT_ID);
+        assert!(c.mqtt.client_id.starts_with("ocellus-x"));
+    }
+
+    #[test]
+    fn v4l2_and_sensor_are_not_supported_yet() {
+        for kind in ["v4l2", "sensor"] {
+            let text = edit("kind = \"video\"", &format!("kind = \"{kind}\""));
+            assert_fails(
+                &text,
+                "kind = ",
+                &["`source.kind`", kind, "not supported yet", "\"video\""],
+            );
+        }
+    }
+
+    #[test]
+    fn tracker_and_rule_settings_point_at_their_key() {
+        let text = edit(
+            "[rules]",
+            "[tracker]\nconfirm_hits = 2\nmatch_iou = 7.0\n\n[rules]",
+        );
+        assert_fails(&text, "match_iou", &["`tracker.match_iou`", "7"]);
+        let text = edit("[rules]", "[rules]\nline_hysteresis = 0.5");
+        assert_fails(
+            &text,
+            "line_hysteresis",
+            &["`rules.line_hysteresis`", "less than 0.5", "got 0.5"],
+        );
+        let text = edit("[rules]", "[rules]\nzone_debounce_frames = 0");
+        assert_fails(
+            &text,
+            "zone_debounce_frames",
+            &["`rules.zone_debounce_frames`", "0 is outside 1..=100"],
+        );
+    }
+
+    #[test]
+    fn runtime_threads_range() {
+        let text = edit("[source]", "[runtime]\nthreads = 0\n\n[source]");
+        assert_fails(
+            &text,
+            "threads",
+            &["`runtime.threads`", "0 is outside 1..=64"],
+        );
+    }
+
+    #[test]
+    fn load_refuses_missing_and_huge_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        match Config::load(&missing) {
+            Err(Error::Config {
+                path,
+                line,
+                message,
+            }) => {
+                assert_eq!(path, missing);
+                assert_eq!(line, None);
+                assert!(message.contains("cannot open"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let huge = dir.path().join("huge.toml");
+        std::fs::write(&huge, vec![b'#'; (MAX_CONFIG_BYTES + 1) as usize]).unwrap();
+        match Config::load(&huge) {
+            Err(Error::Config { message, .. }) => assert!(message.contains("larger"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -24,10 +24,14 @@
 pub mod annotate;
 pub mod card;
 pub mod config;
+pub mod deploy;
 pub mod error;
+pub mod event;
 pub mod infer;
 pub mod paths;
+pub mod pipeline;
 pub mod preprocess;
+pub mod publish;
 pub mod rules;
 pub mod runtime;
 pub mod source;

@@ -1,7 +1,9 @@
 //! The `ocellus` command-line program.
 
 mod bench;
+mod broker;
 mod detect;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +63,36 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Run a deployment: source → detector → tracker → rules → events over MQTT.
+    Run {
+        /// The config file (see docs/config.md).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Stop after this many frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Do not print events as they are published.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// The built-in demo: vtest.avi, the SSD person detector, a line and a zone, an in-process broker.
+    Demo {
+        /// Stop after this many frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Publish to this broker (mqtt://HOST:PORT) instead of starting one.
+        #[arg(long, value_name = "URL")]
+        broker: Option<String>,
+        /// Port for the in-process broker (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Validate a config file: errors name the key and the line.
+    CheckConfig {
+        /// The config file.
+        #[arg(value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Measure raw inference against preprocess + inference + decode on real footage.
     Bench {
         /// Frames to measure.
@@ -85,7 +117,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OCELLUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -111,6 +143,17 @@ fn main() -> ExitCode {
             model,
             format,
         } => bench::run(cli.onnxruntime, &model, frames, video, format),
+        Command::Run {
+            config,
+            frames,
+            quiet,
+        } => run::run(&config, frames, cli.onnxruntime, quiet),
+        Command::Demo {
+            frames,
+            broker,
+            port,
+        } => run::demo(frames, broker, port, cli.onnxruntime),
+        Command::CheckConfig { config } => run::check_config(&config),
     };
     match result {
         Ok(code) => ExitCode::from(code),

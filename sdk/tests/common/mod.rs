@@ -3,6 +3,7 @@
 //! the tests fail and say so; they never skip silently.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod broker;
 pub mod onnx;
 
 use std::path::PathBuf;

@@ -1,0 +1,180 @@
+//! A deployment: everything `ocellus run` (or an integrator's program) needs to go from a source
+//! to events on a broker, built from a [`Config`] or by hand, and run to the end.
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! # fn main() -> ocellus::Result<()> {
+//! let config = ocellus::config::Config::load("ocellus.toml".as_ref())?;
+//! let deployment = ocellus::deploy::Deployment::from_config(&config);
+//! let stop = AtomicBool::new(false);
+//! let report = deployment.run(&Default::default(), &stop, |event, _accepted| {
+//!     println!("{}", String::from_utf8_lossy(&event.to_json()));
+//! }, |_| {})?;
+//! println!("{} events", report.pipeline.event_count());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crate::card::ModelCard;
+use crate::config::{Config, RulesSection, SourceConfig, VideoInput};
+use crate::error::Result;
+use crate::event::Event;
+use crate::infer::{Detector, DetectorOptions};
+use crate::pipeline::{self, Progress, Summary};
+use crate::publish::{MqttSettings, PublishSummary, Publisher};
+use crate::rules::Rules;
+use crate::runtime::{Locator, Runtime};
+use crate::source::{FfmpegSource, ImageSource, Source, SyntheticSource};
+use crate::track::{Tracker, TrackerConfig};
+
+/// How long a clean stop waits for the broker to acknowledge what is queued.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Device id (a topic level).
+    pub device: Arc<str>,
+    /// Where frames come from.
+    pub source: SourceConfig,
+    /// The model.
+    pub card: ModelCard,
+    /// Detector settings (threads, threshold, labels).
+    pub detector: DetectorOptions,
+    /// Explicit ONNX Runtime library, if any.
+    pub onnxruntime: Option<PathBuf>,
+    /// Tracker settings.
+    pub tracker: TrackerConfig,
+    /// Lines, zones and their settings.
+    pub rules: RulesSection,
+    /// Broker and topics.
+    pub mqtt: MqttSettings,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Frames, drops, events, timings.
+    pub pipeline: Summary,
+    /// What reached the broker.
+    pub publish: PublishSummary,
+    /// From [`Deployment::run`] being called to the detector and source being ready.
+    pub startup: Duration,
+}
+
+impl Deployment {
+    /// The deployment a config describes.
+    pub fn from_config(cfg: &Config) -> Deployment {
+        let device: Arc<str> = Arc::from(cfg.device.id.as_str());
+        Deployment {
+            device: device.clone(),
+            source: cfg.source.clone(),
+            card: cfg.model.card.clone(),
+            detector: DetectorOptions {
+                intra_threads: cfg.runtime.threads,
+                score_threshold: cfg.model.threshold,
+                labels: cfg.model.labels.clone(),
+                verify_checksum: true,
+            },
+            onnxruntime: cfg.runtime.onnxruntime.clone(),
+            tracker: cfg.tracker.clone(),
+            rules: cfg.rules.clone(),
+            mqtt: MqttSettings {
+                host: cfg.mqtt.host.clone(),
+                port: cfg.mqtt.port,
+                client_id: cfg.mqtt.client_id.clone(),
+                topic_prefix: cfg.mqtt.topic_prefix.clone(),
+                device,
+                keep_alive: cfg.mqtt.keep_alive,
+                max_pending_events: cfg.mqtt.max_pending_events,
+            },
+        }
+    }
+
+    /// Open the configured source.
+    pub fn open_source(&self) -> Result<Box<dyn Source>> {
+        Ok(match &self.source {
+            SourceConfig::Video { input, fps, looped } => {
+                let s = match input {
+                    VideoInput::File(p) => p.to_string_lossy().into_owned(),
+                    VideoInput::Url(u) => u.clone(),
+                };
+                Box::new(FfmpegSource::open(&s, *fps, *looped)?)
+            }
+            SourceConfig::Images {
+                pattern,
+                fps,
+                looped,
+            } => Box::new(ImageSource::open(
+                &pattern.to_string_lossy(),
+                *fps,
+                *looped,
+            )?),
+            SourceConfig::Synthetic {
+                width,
+                height,
+                frames,
+                objects,
+                seed,
+                fps,
+            } => Box::new(SyntheticSource::new(
+                *width,
+                *height,
+                *frames,
+                *objects as usize,
+                *seed,
+                fps.unwrap_or(10.0),
+                fps.is_some(),
+            )?),
+        })
+    }
+
+    /// Load the model, open the source, connect, and run until the source ends, `opts.max_frames`,
+    /// or `stop` is set; then flush the events and publish the `offline` status.
+    /// `on_event(event, accepted)` sees every event after it was offered to the publisher.
+    pub fn run(
+        self,
+        opts: &pipeline::Options,
+        stop: &AtomicBool,
+        mut on_event: impl FnMut(&Event, bool),
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<Report> {
+        let t0 = Instant::now();
+        let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
+        let detector = Detector::new(runtime, &self.card, &self.detector)?;
+        let tracker = Tracker::new(self.tracker.clone())?;
+        let rules = Rules::new(
+            self.rules.lines.clone(),
+            self.rules.zones.clone(),
+            self.rules.config.clone(),
+        )?;
+        let source = self.open_source()?;
+        let startup = t0.elapsed();
+        let publisher = Publisher::start(self.mqtt.clone())?;
+        let result = pipeline::run(
+            source,
+            detector,
+            tracker,
+            rules,
+            self.device.clone(),
+            opts,
+            stop,
+            |ev| {
+                let accepted = publisher.publish(ev);
+                on_event(ev, accepted);
+            },
+            on_progress,
+        );
+        let publish = publisher.shutdown(FLUSH_TIMEOUT);
+        Ok(Report {
+            pipeline: result?,
+            publish,
+            startup,
+        })
+    }
+}

@@ -1,0 +1,381 @@
+//! The pipeline: source → preprocess + infer → track → rules → events, each stage on its own
+//! thread, joined by bounded queues.
+//!
+//! ```text
+//! capture thread ──[FrameQueue: 2]──▶ inference thread ──[channel: 8]──▶ caller's thread
+//! (Source::next_frame)                (Detector::detect)                 (Tracker, Rules, on_event)
+//! ```
+//!
+//! When inference is slower than the source, a **live** source's oldest waiting frame is dropped
+//! and counted (the camera does not wait); a **file** source waits for room, so files are paced by
+//! inference and every frame is processed. Stopping (the `stop` flag, set on Ctrl-C/SIGTERM) stops
+//! capture; frames already in flight are finished, tracks are ended, every zone visit gets its exit
+//! event, and only then does [`run`] return.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::error::{Error, Result};
+use crate::event::{Event, EventType};
+use crate::infer::{Detection, Detector};
+use crate::rules::Rules;
+use crate::source::{Frame, Source, SourceStats};
+use crate::track::{Tracker, TrackerOutput};
+
+/// Frames waiting for inference (live sources drop the oldest beyond this).
+pub const FRAME_QUEUE: usize = 2;
+/// Detection results waiting for the tracker.
+pub const RESULT_QUEUE: usize = 8;
+
+/// A bounded frame queue that either drops its oldest entry or makes the producer wait.
+struct FrameQueue {
+    inner: Mutex<QueueState>,
+    changed: Condvar,
+    cap: usize,
+    drop_oldest: bool,
+}
+
+struct QueueState {
+    frames: VecDeque<(Frame, Instant)>,
+    closed: bool,
+    dropped: u64,
+}
+
+impl FrameQueue {
+    fn new(cap: usize, drop_oldest: bool) -> Self {
+        FrameQueue {
+            inner: Mutex::new(QueueState {
+                frames: VecDeque::with_capacity(cap),
+                closed: false,
+                dropped: 0,
+            }),
+            changed: Condvar::new(),
+            cap: cap.max(1),
+            drop_oldest,
+        }
+    }
+
+    /// Returns false when the queue was closed by the consumer.
+    fn push(&self, frame: Frame, at: Instant) -> bool {
+        let Ok(mut q) = self.inner.lock() else {
+            return false;
+        };
+        while q.frames.len() >= self.cap && !q.closed {
+            if self.drop_oldest {
+                q.frames.pop_front();
+                q.dropped += 1;
+            } else {
+                q = match self.changed.wait(q) {
+                    Ok(q) => q,
+                    Err(_) => return false,
+                };
+            }
+        }
+        if q.closed {
+            return false;
+        }
+        q.frames.push_back((frame, at));
+        self.changed.notify_all();
+        true
+    }
+
+    fn pop(&self) -> Option<(Frame, Instant)> {
+        let mut q = self.inner.lock().ok()?;
+        loop {
+            if let Some(f) = q.frames.pop_front() {
+                self.changed.notify_all();
+                return Some(f);
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.changed.wait(q).ok()?;
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut q) = self.inner.lock() {
+            q.closed = true;
+        }
+        self.changed.notify_all();
+    }
+
+    fn dropped(&self) -> u64 {
+        self.inner.lock().map(|q| q.dropped).unwrap_or(0)
+    }
+}
+
+/// What the pipeline did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Frames read from the source.
+    pub frames_read: u64,
+    /// Frames that went through detection, tracking and rules.
+    pub frames_processed: u64,
+    /// Frames dropped because inference was behind a live source.
+    pub frames_dropped: u64,
+    /// Frames the detector failed on (counted, skipped).
+    pub frames_failed: u64,
+    /// What the source could not deliver.
+    pub source: SourceStats,
+    /// Events emitted, by type.
+    pub events: BTreeMap<EventType, u64>,
+    /// Bytes of the raw RGB frames processed (what a camera streaming video would have sent).
+    pub raw_frame_bytes: u64,
+    /// Wall time from start to the end of the last frame.
+    pub elapsed: Duration,
+    /// Milliseconds from a frame leaving the source to each of its events being emitted.
+    pub frame_to_event_ms: Vec<f64>,
+    /// The error that ended capture early, if any.
+    pub source_error: Option<String>,
+}
+
+impl Summary {
+    /// Processed frames per second of wall time.
+    pub fn fps(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.frames_processed as f64 / s
+        } else {
+            0.0
+        }
+    }
+    /// Total events.
+    pub fn event_count(&self) -> u64 {
+        self.events.values().sum()
+    }
+}
+
+/// Progress, reported after every processed frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Frames processed so far.
+    pub processed: u64,
+    /// Frames expected in total, when known.
+    pub total: Option<u64>,
+    /// Wall time so far.
+    pub elapsed: Duration,
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Stop after this many frames from the source.
+    pub max_frames: Option<u64>,
+}
+
+struct Detected {
+    seq: u64,
+    captured: SystemTime,
+    t: Duration,
+    read_at: Instant,
+    bytes: u64,
+    detections: Result<Vec<Detection>>,
+}
+
+/// Run the pipeline to the end of the source, `max_frames`, or until `stop` is set.
+/// `on_event` is called on the caller's thread for every event, in order.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    mut source: Box<dyn Source>,
+    mut detector: Detector,
+    mut tracker: Tracker,
+    mut rules: Rules,
+    device: Arc<str>,
+    opts: &Options,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(&Event),
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<Summary> {
+    let started = Instant::now();
+    let live = source.is_live();
+    let total = match (source.len_hint(), opts.max_frames) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let queue = FrameQueue::new(FRAME_QUEUE, live);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Detected>(RESULT_QUEUE);
+    let max_frames = opts.max_frames.unwrap_or(u64::MAX);
+    let mut summary = Summary::default();
+
+    std::thread::scope(|scope| -> Result<()> {
+        let queue = &queue;
+        let capture = std::thread::Builder::new()
+            .name("ocellus-capture".into())
+            .spawn_scoped(scope, move || {
+                let mut read = 0u64;
+                let mut error = None;
+                while read < max_frames && !stop.load(Ordering::Relaxed) {
+                    match source.next_frame() {
+                        Ok(Some(frame)) => {
+                            read += 1;
+                            if !queue.push(frame, Instant::now()) {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            error = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                queue.close();
+                (read, source.stats(), error)
+            })
+            .map_err(thread_error)?;
+
+        let infer = std::thread::Builder::new()
+            .name("ocellus-infer".into())
+            .spawn_scoped(scope, move || {
+                while let Some((frame, read_at)) = queue.pop() {
+                    let detections = detector.detect(&frame.image.as_view());
+                    let msg = Detected {
+                        seq: frame.seq,
+                        captured: frame.captured,
+                        t: frame.t,
+                        read_at,
+                        bytes: frame.image.data().len() as u64,
+                        detections,
+                    };
+                    if tx.send(msg).is_err() {
+                        break;
+                    }
+                }
+                queue.close();
+            })
+            .map_err(thread_error)?;
+
+        let mut last = (0u64, Duration::ZERO, SystemTime::now(), Instant::now());
+        for d in rx.iter() {
+            last = (d.seq, d.t, d.captured, d.read_at);
+            let dets = match d.detections {
+                Ok(dets) => dets,
+                Err(e) => {
+                    summary.frames_failed += 1;
+                    tracing::warn!("frame {}: {e}", d.seq);
+                    Vec::new()
+                }
+            };
+            let out = tracker.update(d.seq, &dets);
+            for t in &out.observed {
+                // OCELLUS_LOG=ocellus::pipeline=trace shows where each track's feet are: what
+                // line and zone placement is judged on
+                tracing::trace!(
+                    frame = d.seq,
+                    track = t.id,
+                    x = (t.bbox[0] + t.bbox[2]) / 2.0,
+                    y = t.bbox[3],
+                    "track"
+                );
+            }
+            for re in rules.update(d.seq, d.t, &out) {
+                let ev = Event::from_rule(&device, d.captured, &re);
+                *summary.events.entry(ev.kind).or_default() += 1;
+                summary
+                    .frame_to_event_ms
+                    .push(d.read_at.elapsed().as_secs_f64() * 1e3);
+                on_event(&ev);
+            }
+            summary.frames_processed += 1;
+            summary.raw_frame_bytes += d.bytes;
+            on_progress(&Progress {
+                processed: summary.frames_processed,
+                total,
+                elapsed: started.elapsed(),
+            });
+        }
+        let _ = infer.join();
+        match capture.join() {
+            Ok((read, stats, error)) => {
+                summary.frames_read = read;
+                summary.source = stats;
+                summary.source_error = error;
+            }
+            Err(_) => summary.source_error = Some("the capture thread panicked".into()),
+        }
+        // end of run: every track ends, every zone visit gets its exit
+        let (seq, t, captured, read_at) = last;
+        let ended = TrackerOutput {
+            observed: Vec::new(),
+            ended: tracker.finish(),
+        };
+        let mut tail = rules.update(seq, t, &ended);
+        tail.extend(rules.finish(seq, t));
+        for re in tail {
+            let ev = Event::from_rule(&device, captured, &re);
+            *summary.events.entry(ev.kind).or_default() += 1;
+            summary
+                .frame_to_event_ms
+                .push(read_at.elapsed().as_secs_f64() * 1e3);
+            on_event(&ev);
+        }
+        Ok(())
+    })?;
+    summary.frames_dropped = queue.dropped();
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn thread_error(e: std::io::Error) -> Error {
+    Error::InvalidOption {
+        name: "thread".into(),
+        message: format!("cannot start a pipeline thread: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SyntheticSource;
+
+    fn frame(seq: u64) -> Frame {
+        Frame {
+            seq,
+            captured: SystemTime::now(),
+            t: Duration::ZERO,
+            image: crate::RgbFrame::new(1, 1, vec![0; 3]).expect("1x1 frame"),
+        }
+    }
+
+    #[test]
+    fn live_queue_drops_the_oldest_and_counts() {
+        let q = FrameQueue::new(2, true);
+        for s in 0..5 {
+            assert!(q.push(frame(s), Instant::now()));
+        }
+        assert_eq!(q.dropped(), 3);
+        assert_eq!(q.pop().map(|f| f.0.seq), Some(3));
+        assert_eq!(q.pop().map(|f| f.0.seq), Some(4));
+        q.close();
+        assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn file_queue_makes_the_producer_wait() {
+        let q = Arc::new(FrameQueue::new(1, false));
+        assert!(q.push(frame(0), Instant::now()));
+        let q2 = q.clone();
+        let producer = std::thread::spawn(move || q2.push(frame(1), Instant::now()));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !producer.is_finished(),
+            "push waits while the queue is full"
+        );
+        assert_eq!(q.pop().map(|f| f.0.seq), Some(0));
+        assert!(producer.join().unwrap_or(false));
+        assert_eq!(q.pop().map(|f| f.0.seq), Some(1));
+        assert_eq!(q.dropped(), 0);
+    }
+
+    #[test]
+    fn synthetic_source_is_a_source() -> Result<()> {
+        let mut s: Box<dyn Source> = Box::new(SyntheticSource::new(64, 64, 2, 1, 1, 10.0, false)?);
+        assert!(s.next_frame()?.is_some());
+        assert!(s.next_frame()?.is_some());
+        assert!(s.next_frame()?.is_none());
+        Ok(())
+    }
+}
