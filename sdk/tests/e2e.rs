@@ -1,0 +1,312 @@
+//! End to end: `ocellus run` on the first 300 frames of vtest.avi (ffmpeg, the real SSD, ORT),
+//! a line and a zone, events over MQTT to a real mosquitto on loopback, received by an independent
+//! subscriber and validated against docs/event.schema.json. Also: the retained status on a clean
+//! stop (SIGTERM) and after `kill -9` (Last Will), and a truncated video.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::broker::{Mosquitto, Subscriber, retained};
+
+fn write_config(dir: &Path, port: u16, device: &str, extra_source: &str) -> PathBuf {
+    let cfg = format!(
+        r#"
+[device]
+id = "{device}"
+
+[source]
+kind = "video"
+path = "{video}"
+{extra_source}
+
+[model]
+card = "{card}"
+labels = ["person"]
+
+[[rules.line]]
+name = "walkway"
+a = [0.75, 0.3]
+b = [0.75, 0.75]
+
+[[rules.zone]]
+name = "crossing"
+polygon = [[0.25, 0.35], [0.75, 0.35], [0.75, 0.7], [0.25, 0.7]]
+dwell_s = 5
+
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+topic_prefix = "e2e"
+"#,
+        video = common::footage("vtest.avi").display(),
+        card = common::card_path("ssd-mobilenet-v2-coco.toml").display(),
+    );
+    let path = dir.join(format!("{device}.toml"));
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+fn events(lines: &[String], device: &str) -> Vec<(String, serde_json::Value)> {
+    let prefix = format!("e2e/{device}/events/");
+    lines
+        .iter()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(topic, _)| topic.starts_with(&prefix))
+        .map(|(topic, payload)| {
+            let v: serde_json::Value = serde_json::from_str(payload)
+                .unwrap_or_else(|e| panic!("not JSON on {topic}: {e}: {payload}"));
+            (topic.to_owned(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn three_hundred_frames_of_vtest_give_valid_complete_events() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, "e2e/#");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), broker.port, "e2e-cam", "");
+    let out = common::bin()
+        .args(["run", "--quiet", "--frames", "300", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // the summary's event count is what the independent subscriber must see
+    let reported: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("events:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no events line in {stderr}"));
+    assert!(stderr.contains("300 processed"), "{stderr}");
+    assert!(
+        sub.wait_for(Duration::from_secs(10), |l| events(l, "e2e-cam").len()
+            >= reported),
+        "subscriber got {} of {reported}",
+        events(&sub.lines(), "e2e-cam").len()
+    );
+    let lines = sub.lines();
+    let evs = events(&lines, "e2e-cam");
+    assert_eq!(evs.len(), reported, "every event, exactly once");
+
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("docs/event.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut ids = HashSet::new();
+    let mut directions = HashSet::new();
+    let mut visits: BTreeMap<u64, i64> = BTreeMap::new();
+    for (topic, v) in &evs {
+        if let Err(e) = validator.validate(v) {
+            panic!("{topic}: {v} does not match the schema: {e}");
+        }
+        assert!(
+            topic.ends_with(v["type"].as_str().unwrap()),
+            "{topic} vs {v}"
+        );
+        assert_eq!(v["device"], "e2e-cam");
+        assert!(
+            ids.insert(v["id"].as_str().unwrap().to_owned()),
+            "duplicate id {v}"
+        );
+        match v["type"].as_str().unwrap() {
+            "line_crossed" => {
+                directions.insert(v["direction"].as_str().unwrap().to_owned());
+            }
+            "zone_entered" => {
+                let n = visits.entry(v["track"].as_u64().unwrap()).or_default();
+                assert_eq!(*n, 0, "entered twice without exiting: {v}");
+                *n += 1;
+            }
+            "zone_exited" => {
+                let n = visits.entry(v["track"].as_u64().unwrap()).or_default();
+                assert_eq!(*n, 1, "exit without entry: {v}");
+                *n -= 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        directions,
+        HashSet::from(["a_to_b".to_owned(), "b_to_a".to_owned()]),
+        "people walk both ways across this line in the first 300 frames"
+    );
+    assert!(!visits.is_empty(), "people enter the zone");
+    assert!(
+        visits.values().all(|&n| n == 0),
+        "every zone_entered has its zone_exited: {visits:?}"
+    );
+    // status: online while running, offline (retained) after the clean end
+    let status: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("e2e/e2e-cam/status "))
+        .collect();
+    assert_eq!(
+        status.first().map(|s| s.as_str()),
+        Some("e2e/e2e-cam/status online"),
+        "{status:?}"
+    );
+    assert_eq!(
+        retained(broker.port, "e2e/e2e-cam/status").as_deref(),
+        Some("offline")
+    );
+}
+
+/// Start a long run (looped, paced footage) and wait until it is online.
+fn start_long_run(broker: &Mosquitto, dir: &Path, device: &str) -> (Child, Subscriber) {
+    let sub = Subscriber::start(broker.port, &format!("e2e/{device}/status"));
+    let cfg = write_config(dir, broker.port, device, "fps = 10\nloop = true");
+    let child = common::bin()
+        .args(["run", "--quiet", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let online = format!("e2e/{device}/status online");
+    assert!(
+        sub.wait_for(Duration::from_secs(60), |l| l.iter().any(|x| *x == online)),
+        "never came online"
+    );
+    (child, sub)
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_kill_9_leaves_the_last_will() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    // clean stop: SIGTERM → exit 0, summary printed, retained offline
+    let (mut child, _sub) = start_long_run(&broker, dir.path(), "e2e-term");
+    std::thread::sleep(Duration::from_secs(2));
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("exits after SIGTERM");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(stderr.contains("---- summary"), "{stderr}");
+    assert_eq!(
+        retained(broker.port, "e2e/e2e-term/status").as_deref(),
+        Some("offline")
+    );
+
+    // crash: kill -9 → the broker publishes the Last Will
+    let (mut child, _sub) = start_long_run(&broker, dir.path(), "e2e-kill");
+    assert_eq!(
+        retained(broker.port, "e2e/e2e-kill/status").as_deref(),
+        Some("online")
+    );
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut last = None;
+    while Instant::now() < end {
+        last = retained(broker.port, "e2e/e2e-kill/status");
+        if last.as_deref() == Some("offline") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(last.as_deref(), Some("offline"), "Last Will not published");
+}
+
+#[test]
+fn a_truncated_video_ends_cleanly_without_hanging() {
+    use ocellus::source::{FfmpegSource, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::read(common::footage("vtest.avi")).unwrap();
+    let cut = dir.path().join("cut.avi");
+    std::fs::write(&cut, &full[..full.len() / 4]).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = cut.to_string_lossy().into_owned();
+    std::thread::spawn(move || {
+        let result = (|| -> ocellus::Result<(u64, u64)> {
+            let mut s = FfmpegSource::open(&path, None, false)?;
+            let mut n = 0;
+            while s.next_frame()?.is_some() {
+                n += 1;
+            }
+            Ok((n, s.stats().skipped))
+        })();
+        let _ = tx.send(result.map_err(|e| e.to_string()));
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the source hung");
+    let (frames, _skipped) = result.expect("a truncated file ends cleanly");
+    assert!(
+        frames > 50 && frames < 795,
+        "{frames} frames from a quarter of the file"
+    );
+
+    // a file that is not a video at all is a clear error, not a hang or an empty run
+    let junk = dir.path().join("junk.avi");
+    std::fs::write(&junk, vec![7u8; 100_000]).unwrap();
+    let err = FfmpegSource::open(&junk.to_string_lossy(), None, false)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("junk.avi")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn check_config_reports_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(dir.path(), 1883, "cfg-ok", "");
+    let out = common::bin()
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("a = [0.75, 0.3]", "a = [1.75, 0.3]");
+    std::fs::write(&bad, text).unwrap();
+    let out = common::bin()
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = std::fs::read_to_string(&bad)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("a = [1.75"))
+        .unwrap()
+        + 1;
+    assert!(err.contains(&format!("bad.toml:{line}")), "{err}");
+    assert!(err.contains("rules.line[0].a"), "{err}");
+}
