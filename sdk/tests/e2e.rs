@@ -173,7 +173,7 @@ fn start_long_run(broker: &Mosquitto, dir: &Path, device: &str) -> (Child, Subsc
         .unwrap();
     let online = format!("e2e/{device}/status online");
     assert!(
-        sub.wait_for(Duration::from_secs(60), |l| l.iter().any(|x| *x == online)),
+        sub.wait_for(Duration::from_secs(60), |l| l.contains(&online)),
         "never came online"
     );
     (child, sub)
