@@ -146,7 +146,7 @@ impl Deployment {
     ) -> Result<Report> {
         let t0 = Instant::now();
         let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
-        let detector = Detector::new(runtime, &self.card, &self.detector)?;
+        let mut detector = Detector::new(runtime, &self.card, &self.detector)?;
         let tracker = Tracker::new(self.tracker.clone())?;
         let rules = Rules::new(
             self.rules.lines.clone(),
@@ -158,7 +158,7 @@ impl Deployment {
         let publisher = Publisher::start(self.mqtt.clone())?;
         let result = pipeline::run(
             source,
-            detector,
+            &mut detector,
             tracker,
             rules,
             self.device.clone(),

@@ -126,6 +126,11 @@ pub struct Summary {
     pub raw_frame_bytes: u64,
     /// Wall time from start to the end of the last frame.
     pub elapsed: Duration,
+    /// Wall time from start to the end of the first frame (start-up: source open, first decode,
+    /// first inference).
+    pub first_frame: Option<Duration>,
+    /// Wall time from start to the end of the last frame's analytics.
+    pub last_frame: Option<Duration>,
     /// Milliseconds from a frame leaving the source to each of its events being emitted.
     pub frame_to_event_ms: Vec<f64>,
     /// The error that ended capture early, if any.
@@ -142,6 +147,17 @@ impl Summary {
             0.0
         }
     }
+    /// Steady-state throughput: frames per second between the first and the last processed frame
+    /// (start-up excluded; see [`Summary::fps`] for the wall-clock figure).
+    pub fn steady_fps(&self) -> f64 {
+        match (self.first_frame, self.last_frame) {
+            (Some(a), Some(b)) if b > a && self.frames_processed > 1 => {
+                (self.frames_processed - 1) as f64 / (b - a).as_secs_f64()
+            }
+            _ => self.fps(),
+        }
+    }
+
     /// Total events.
     pub fn event_count(&self) -> u64 {
         self.events.values().sum()
@@ -180,7 +196,7 @@ struct Detected {
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     mut source: Box<dyn Source>,
-    mut detector: Detector,
+    detector: &mut Detector,
     mut tracker: Tracker,
     mut rules: Rules,
     device: Arc<str>,
@@ -281,6 +297,9 @@ pub fn run(
             }
             summary.frames_processed += 1;
             summary.raw_frame_bytes += d.bytes;
+            let now = started.elapsed();
+            summary.first_frame.get_or_insert(now);
+            summary.last_frame = Some(now);
             on_progress(&Progress {
                 processed: summary.frames_processed,
                 total,
