@@ -59,7 +59,11 @@ struct Measure {
 }
 
 impl Measure {
-    fn frame(&mut self, det: &mut ocellus::infer::Detector, f: &ocellus::RgbFrame) -> ocellus::Result<()> {
+    fn frame(
+        &mut self,
+        det: &mut ocellus::infer::Detector,
+        f: &ocellus::RgbFrame,
+    ) -> ocellus::Result<()> {
         let a = Instant::now();
         let t = det.preprocess(&f.as_view())?;
         let b = Instant::now();
@@ -191,7 +195,10 @@ pub(crate) fn run(
                 "preprocess + inference + decode:      {:8.2} fps  (p50 {:.2} ms)",
                 r.detect_fps, r.detect_ms_p50
             );
-            println!("ratio (detect / raw):                 {:8.3}", r.detect_ratio);
+            println!(
+                "ratio (detect / raw):                 {:8.3}",
+                r.detect_ratio
+            );
             println!(
                 "pipeline (decode→infer→track→rules):  {:8.2} fps steady, {:.2} fps wall ({} events)",
                 r.pipeline_fps, r.pipeline_wall_fps, r.pipeline_events
