@@ -96,6 +96,25 @@ impl Deployment {
         }
     }
 
+    /// The detector and tracker settings a run uses. ByteTrack's second association pass lives on
+    /// low-score detections, so the detector reports down to the tracker's `low_threshold`, and the
+    /// model threshold (config or card) becomes the tracker's `high_threshold` (at least): tracks
+    /// start and are confirmed only from detections the model threshold accepts, and weaker ones
+    /// only keep existing tracks alive through partial occlusion.
+    pub fn tracking_thresholds(&self) -> (DetectorOptions, TrackerConfig) {
+        let model = self
+            .detector
+            .score_threshold
+            .unwrap_or_else(|| self.card.output.score_threshold());
+        let mut tracker = self.tracker.clone();
+        tracker.high_threshold = tracker.high_threshold.max(model);
+        tracker.new_track_threshold = tracker.new_track_threshold.max(tracker.high_threshold);
+        tracker.low_threshold = tracker.low_threshold.min(tracker.high_threshold);
+        let mut detector = self.detector.clone();
+        detector.score_threshold = Some(tracker.low_threshold);
+        (detector, tracker)
+    }
+
     /// Open the configured source.
     pub fn open_source(&self) -> Result<Box<dyn Source>> {
         Ok(match &self.source {
@@ -146,8 +165,9 @@ impl Deployment {
     ) -> Result<Report> {
         let t0 = Instant::now();
         let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
-        let mut detector = Detector::new(runtime, &self.card, &self.detector)?;
-        let tracker = Tracker::new(self.tracker.clone())?;
+        let (detector_opts, tracker_cfg) = self.tracking_thresholds();
+        let mut detector = Detector::new(runtime, &self.card, &detector_opts)?;
+        let tracker = Tracker::new(tracker_cfg)?;
         let rules = Rules::new(
             self.rules.lines.clone(),
             self.rules.zones.clone(),
@@ -176,5 +196,61 @@ impl Deployment {
             publish,
             startup,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(threshold: Option<f32>) -> Deployment {
+        let device: Arc<str> = Arc::from("t");
+        Deployment {
+            device: device.clone(),
+            source: SourceConfig::Synthetic {
+                width: 64,
+                height: 64,
+                frames: 1,
+                objects: 1,
+                seed: 0,
+                fps: None,
+            },
+            card: ModelCard::builtin_ssd().expect("built-in card"),
+            detector: DetectorOptions {
+                score_threshold: threshold,
+                ..Default::default()
+            },
+            onnxruntime: None,
+            tracker: TrackerConfig::default(),
+            rules: RulesSection::default(),
+            mqtt: MqttSettings {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                client_id: "t".into(),
+                topic_prefix: "p".into(),
+                device,
+                keep_alive: Duration::from_secs(30),
+                max_pending_events: 10,
+            },
+        }
+    }
+
+    #[test]
+    fn the_tracker_sees_low_scores_and_the_model_threshold_gates_tracks() {
+        // card threshold 0.5, tracker defaults (low 0.1, high 0.5, new 0.6)
+        let (det, trk) = deployment(None).tracking_thresholds();
+        assert_eq!(det.score_threshold, Some(0.1));
+        assert_eq!(
+            (
+                trk.low_threshold,
+                trk.high_threshold,
+                trk.new_track_threshold
+            ),
+            (0.1, 0.5, 0.6)
+        );
+        // a stricter model threshold raises the tracker's high and new-track thresholds
+        let (det, trk) = deployment(Some(0.7)).tracking_thresholds();
+        assert_eq!(det.score_threshold, Some(0.1));
+        assert_eq!((trk.high_threshold, trk.new_track_threshold), (0.7, 0.7));
     }
 }
