@@ -199,8 +199,9 @@ fn sigterm_stops_cleanly_and_kill_9_leaves_the_last_will() {
     // clean stop: SIGTERM → exit 0, summary printed, retained offline
     let (mut child, _sub) = start_long_run(&broker, dir.path(), "e2e-term");
     std::thread::sleep(Duration::from_secs(2));
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    // the shell's built-in kill: /bin/kill (procps) may not be installed
+    let ok = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
         .status()
         .unwrap();
     assert!(ok.success());
