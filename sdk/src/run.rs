@@ -138,7 +138,7 @@ fn print_summary(report: &Report) {
         m.event_bytes, p.raw_frame_bytes
     );
     eprintln!(
-        "mqtt:     {} accepted, {} acknowledged of {} sent, {} dropped, {} unsent, {} connect(s){}",
+        "mqtt:     {} events accepted; {} of {} QoS 1 messages acknowledged; {} dropped (queue full), {} never handed over; {} connect(s){}",
         m.accepted,
         m.acked,
         m.sent,
@@ -186,6 +186,17 @@ fn execute(d: Deployment, frames: Option<u64>, print_events: bool) -> ocellus::R
     ) {
         eprintln!("error: {e}");
         return Ok(crate::EXIT_SETUP);
+    }
+    if !report.publish.flushed {
+        let lost = report
+            .publish
+            .sent
+            .saturating_sub(report.publish.acked)
+            .max(report.publish.unsent + report.publish.dropped);
+        eprintln!(
+            "warning: the broker did not acknowledge everything before the stop: up to {lost} message(s) were not delivered"
+        );
+        return Ok(crate::EXIT_PARTIAL);
     }
     Ok(0)
 }

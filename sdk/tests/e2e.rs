@@ -311,3 +311,19 @@ fn check_config_reports_the_key_and_line() {
     assert!(err.contains(&format!("bad.toml:{line}")), "{err}");
     assert!(err.contains("rules.line[0].a"), "{err}");
 }
+
+#[test]
+fn an_unreachable_broker_is_reported_not_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::broker::free_port(); // nothing listens there
+    let cfg = write_config(dir.path(), port, "e2e-nobroker", "");
+    let out = common::bin()
+        .args(["run", "--quiet", "--frames", "60", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("were not delivered"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+}
