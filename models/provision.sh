@@ -10,6 +10,7 @@
 #   $OCELLUS_CACHE/models/*.onnx                          model files named by the cards in models/*.toml
 #   $OCELLUS_CACHE/footage/{vtest.avi,basketball1.png,messi5.jpg}   real footage (Debian opencv-doc)
 # System packages (Debian): ffmpeg, mosquitto, mosquitto-clients, unzip, gcc.
+# Rust target: thumbv7em-none-eabihf (rustup), for the bare-metal firmware example.
 #
 # Every fetched file is checked against a sha256: the model files against their card, the rest
 # against the table below. A failure stops with a message naming the step and the file.
@@ -168,6 +169,19 @@ if ! verify "$CACHE/models/$bf_name" "$bf_sha"; then
   require "$d/$bf_member" "$bf_sha"
   mv "$d/$bf_member" "$CACHE/models/$bf_name"
   did=$((did + 1))
+fi
+
+# ---------------------------------------------------------------- 6. bare-metal Rust target (firmware example)
+step="rust target thumbv7em-none-eabihf (rustup)"
+if command -v rustup >/dev/null 2>&1; then
+  if ! rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf; then
+    [ $CHECK_ONLY = 1 ] && fail "the thumbv7em-none-eabihf target is not installed"
+    say "installing the thumbv7em-none-eabihf target (for the bare-metal firmware example)"
+    rustup target add thumbv7em-none-eabihf >/dev/null || fail "rustup target add thumbv7em-none-eabihf failed"
+    did=$((did + 1))
+  fi
+else
+  fail "rustup not found: the firmware example needs the thumbv7em-none-eabihf target (install Rust with rustup)"
 fi
 
 if [ $did -eq 0 ]; then
