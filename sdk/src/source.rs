@@ -136,40 +136,7 @@ pub fn probe(input: &str) -> Result<VideoInfo> {
 
 /// Width and height of the first video stream, from `ffprobe`.
 pub fn probe_size(path: &Path) -> Result<(u32, u32)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
-        .args(["stream=width,height", "-of", "csv=p=0:s=x"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            tool_error(
-                path,
-                "cannot run ffprobe (install Debian ffmpeg: models/provision.sh)",
-                e,
-            )
-        })?;
-    if !out.status.success() {
-        return Err(tool_error(
-            path,
-            "ffprobe failed",
-            String::from_utf8_lossy(&out.stderr).trim(),
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.trim().split('x').map(|s| s.trim().parse::<u32>());
-    match (it.next(), it.next()) {
-        (Some(Ok(w)), Some(Ok(h)))
-            if (1..=MAX_FRAME_SIDE).contains(&w) && (1..=MAX_FRAME_SIDE).contains(&h) =>
-        {
-            Ok((w, h))
-        }
-        _ => Err(tool_error(
-            path,
-            "ffprobe reported no usable video size",
-            text.trim(),
-        )),
-    }
+    probe(&path.to_string_lossy()).map(|info| (info.width, info.height))
 }
 
 /// Decode up to `max_frames` frames of a video file, starting at frame `skip`, as RGB.
