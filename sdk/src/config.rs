@@ -20,6 +20,8 @@
 //!     ocellus::config::SourceConfig::Video { input, .. } => println!("video {input:?}"),
 //!     ocellus::config::SourceConfig::Images { pattern, .. } => println!("images {}", pattern.display()),
 //!     ocellus::config::SourceConfig::Synthetic { frames, .. } => println!("{frames} synthetic frames"),
+//!     ocellus::config::SourceConfig::Sensor { mode, fps, .. } => println!("sensor {mode:?} at {fps} fps"),
+//!     other => println!("{}", other.kind()), // new kinds are added without a major version
 //! }
 //! # Ok(())
 //! # }
@@ -97,8 +99,9 @@ pub struct RuntimeConfig {
     pub threads: Option<usize>,
 }
 
-/// `[source]`: where frames come from.
+/// `[source]`: where frames come from. New kinds (v4l2) are added without a breaking change.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum SourceConfig {
     /// A video file or an RTSP stream (`kind = "video"`).
     Video {
@@ -117,6 +120,20 @@ pub enum SourceConfig {
         fps: Option<f64>,
         /// Start again after the last image.
         looped: bool,
+    },
+    /// An image sensor driven over its control bus (`kind = "sensor"`): today the simulated
+    /// IMX219 (`bus = "sim"`), configured by the `ocellus-imx219` driver.
+    Sensor {
+        /// Readout mode.
+        mode: ocellus_imx219::Mode,
+        /// Sensor frame rate.
+        fps: f64,
+        /// Exposure time in microseconds (`None`: the driver's default).
+        exposure_us: Option<f64>,
+        /// Analogue gain in dB (`None`: 0 dB).
+        analog_gain_db: Option<f64>,
+        /// Test pattern instead of the scene.
+        test_pattern: SensorPattern,
     },
     /// Generated frames with moving boxes, for tests and demos (`kind = "synthetic"`).
     Synthetic {
@@ -142,6 +159,7 @@ impl SourceConfig {
             SourceConfig::Video { .. } => "video",
             SourceConfig::Images { .. } => "images",
             SourceConfig::Synthetic { .. } => "synthetic",
+            SourceConfig::Sensor { .. } => "sensor",
         }
     }
 
@@ -151,8 +169,22 @@ impl SourceConfig {
             SourceConfig::Video { fps, .. }
             | SourceConfig::Images { fps, .. }
             | SourceConfig::Synthetic { fps, .. } => *fps,
+            SourceConfig::Sensor { fps, .. } => Some(*fps),
         }
     }
+}
+
+/// `source.test_pattern` of a sensor source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorPattern {
+    /// The scene (no pattern).
+    None,
+    /// 100 % colour bars.
+    ColourBars,
+    /// Colour bars fading to grey.
+    FadeToGrey,
+    /// PN9 pseudo-random data.
+    Pn9,
 }
 
 /// Where a `video` source reads from.
@@ -257,6 +289,11 @@ struct RawSource {
     frames: Option<Spanned<i64>>,
     objects: Option<Spanned<i64>>,
     seed: Option<Spanned<i64>>,
+    bus: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    exposure_us: Option<Spanned<f64>>,
+    analog_gain_db: Option<Spanned<f64>>,
+    test_pattern: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -462,14 +499,122 @@ fn runtime(cx: &Cx<'_>, raw: &RawRuntime, dir: &Path) -> Result<RuntimeConfig> {
     })
 }
 
+/// `kind = "sensor"`: the simulated IMX219 on `bus = "sim"`.
+fn sensor_source(cx: &Cx<'_>, raw: &RawSource, fps: Option<f64>) -> Result<SourceConfig> {
+    use ocellus_imx219::Mode;
+    for (name, span) in [
+        ("path", raw.path.as_ref().map(|v| v.span())),
+        ("loop", raw.looped.as_ref().map(|v| v.span())),
+        ("width", raw.width.as_ref().map(|v| v.span())),
+        ("height", raw.height.as_ref().map(|v| v.span())),
+        ("frames", raw.frames.as_ref().map(|v| v.span())),
+        ("objects", raw.objects.as_ref().map(|v| v.span())),
+        ("seed", raw.seed.as_ref().map(|v| v.span())),
+    ] {
+        if let Some(span) = span {
+            return Err(cx.err(
+                Some(span),
+                &format!("source.{name}"),
+                "does not apply to kind = \"sensor\"; remove it",
+            ));
+        }
+    }
+    if let Some(bus) = raw.bus.as_ref().filter(|b| b.get_ref() != "sim") {
+        return Err(cx.at(
+            bus,
+            "source.bus",
+            format!(
+                "\"{}\": only \"sim\" (the simulated IMX219) is supported in this build; /dev/i2c-N arrives with board support",
+                bus.get_ref()
+            ),
+        ));
+    }
+    let mode = match raw.mode.as_ref() {
+        None => Mode::Binned640x480,
+        Some(m) => match m.get_ref().as_str() {
+            "3280x2464" => Mode::Full3280x2464,
+            "1920x1080" => Mode::Crop1920x1080,
+            "1640x1232" => Mode::Binned1640x1232,
+            "640x480" => Mode::Binned640x480,
+            other => {
+                return Err(cx.at(
+                    m,
+                    "source.mode",
+                    format!(
+                        "\"{other}\" is not an IMX219 mode; use \"3280x2464\", \"1920x1080\", \"1640x1232\" or \"640x480\""
+                    ),
+                ));
+            }
+        },
+    };
+    let fps = fps.unwrap_or(30.0);
+    if fps < Mode::min_frame_rate() as f64 || fps > mode.max_frame_rate() as f64 {
+        let key_span = raw.fps.as_ref().map(|f| f.span());
+        return Err(cx.err(
+            key_span,
+            "source.fps",
+            format!(
+                "{fps} fps is outside what the IMX219 does in mode {}x{} ({:.2}..={:.2} fps)",
+                mode.width(),
+                mode.height(),
+                Mode::min_frame_rate(),
+                mode.max_frame_rate()
+            ),
+        ));
+    }
+    let exposure_us = match &raw.exposure_us {
+        Some(e) if !(*e.get_ref() > 0.0 && *e.get_ref() <= 1_000_000.0) => {
+            return Err(cx.at(
+                e,
+                "source.exposure_us",
+                "must be more than 0 and at most 1000000 (µs)",
+            ));
+        }
+        Some(e) => Some(*e.get_ref()),
+        None => None,
+    };
+    let analog_gain_db = match &raw.analog_gain_db {
+        Some(g) if !(0.0..=20.6).contains(g.get_ref()) => {
+            return Err(cx.at(g, "source.analog_gain_db", "must be within 0..=20.6 dB"));
+        }
+        Some(g) => Some(*g.get_ref()),
+        None => None,
+    };
+    let test_pattern = match raw.test_pattern.as_ref() {
+        None => SensorPattern::None,
+        Some(p) => {
+            match p.get_ref().as_str() {
+                "none" => SensorPattern::None,
+                "colour-bars" => SensorPattern::ColourBars,
+                "fade-to-grey" => SensorPattern::FadeToGrey,
+                "pn9" => SensorPattern::Pn9,
+                other => {
+                    return Err(cx.at(
+                    p,
+                    "source.test_pattern",
+                    format!("\"{other}\": use \"none\", \"colour-bars\", \"fade-to-grey\" or \"pn9\""),
+                ));
+                }
+            }
+        }
+    };
+    Ok(SourceConfig::Sensor {
+        mode,
+        fps,
+        exposure_us,
+        analog_gain_db,
+        test_pattern,
+    })
+}
+
 fn source(cx: &Cx<'_>, raw: &Spanned<RawSource>, dir: &Path) -> Result<SourceConfig> {
     let span = raw.span();
     let raw = raw.get_ref();
     let kind = raw.kind.get_ref().as_str();
-    let kinds = "use \"video\", \"images\" or \"synthetic\"";
+    let kinds = "use \"video\", \"images\", \"synthetic\" or \"sensor\"";
     match kind {
-        "video" | "images" | "synthetic" => {}
-        "v4l2" | "sensor" => {
+        "video" | "images" | "synthetic" | "sensor" => {}
+        "v4l2" => {
             return Err(cx.at(
                 &raw.kind,
                 "source.kind",
@@ -498,6 +643,27 @@ fn source(cx: &Cx<'_>, raw: &Spanned<RawSource>, dir: &Path) -> Result<SourceCon
         }
         None => None,
     };
+    if kind == "sensor" {
+        return sensor_source(cx, raw, fps);
+    }
+    for (name, span) in [
+        ("bus", raw.bus.as_ref().map(|v| v.span())),
+        ("mode", raw.mode.as_ref().map(|v| v.span())),
+        ("exposure_us", raw.exposure_us.as_ref().map(|v| v.span())),
+        (
+            "analog_gain_db",
+            raw.analog_gain_db.as_ref().map(|v| v.span()),
+        ),
+        ("test_pattern", raw.test_pattern.as_ref().map(|v| v.span())),
+    ] {
+        if let Some(span) = span {
+            return Err(cx.err(
+                Some(span),
+                &format!("source.{name}"),
+                format!("only applies to kind = \"sensor\", not \"{kind}\"; remove it"),
+            ));
+        }
+    }
     let synthetic_only = [
         ("width", &raw.width),
         ("height", &raw.height),
@@ -1925,15 +2091,49 @@ url = "mqtt://[::1]"
     }
 
     #[test]
-    fn v4l2_and_sensor_are_not_supported_yet() {
-        for kind in ["v4l2", "sensor"] {
-            let text = edit("kind = \"video\"", &format!("kind = \"{kind}\""));
-            assert_fails(
-                &text,
-                "kind = ",
-                &["`source.kind`", kind, "not supported yet", "\"video\""],
-            );
-        }
+    fn sensor_source_parses_and_checks_its_keys() {
+        let sensor = "kind = \"sensor\"\nbus = \"sim\"\nmode = \"1640x1232\"\nfps = 25\nexposure_us = 8000\nanalog_gain_db = 6\ntest_pattern = \"colour-bars\"";
+        let text = edit("kind = \"video\"\npath = \"footage/vtest.avi\"", sensor);
+        let c = Config::parse(&text, &site()).unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Sensor {
+                mode: ocellus_imx219::Mode::Binned1640x1232,
+                fps: 25.0,
+                exposure_us: Some(8000.0),
+                analog_gain_db: Some(6.0),
+                test_pattern: SensorPattern::ColourBars,
+            }
+        );
+        let bad_mode = text.replace("mode = \"1640x1232\"", "mode = \"4k\"");
+        assert_fails(&bad_mode, "mode = ", &["`source.mode`", "4k", "640x480"]);
+        let too_fast = text
+            .replace("fps = 25", "fps = 60")
+            .replace("1640x1232", "3280x2464");
+        assert_fails(&too_fast, "fps = ", &["`source.fps`", "60", "3280x2464"]);
+        let bad_bus = text.replace("bus = \"sim\"", "bus = \"/dev/i2c-1\"");
+        assert_fails(&bad_bus, "bus = ", &["`source.bus`", "/dev/i2c-1", "sim"]);
+        let with_path = text.replace("bus = \"sim\"", "path = \"x.avi\"");
+        assert_fails(&with_path, "path = ", &["`source.path`", "sensor"]);
+        let pattern_on_video = edit(
+            "path = \"footage/vtest.avi\"",
+            "path = \"footage/vtest.avi\"\ntest_pattern = \"pn9\"",
+        );
+        assert_fails(
+            &pattern_on_video,
+            "test_pattern",
+            &["`source.test_pattern`", "only applies"],
+        );
+    }
+
+    #[test]
+    fn v4l2_is_not_supported_yet() {
+        let text = edit("kind = \"video\"", "kind = \"v4l2\"");
+        assert_fails(
+            &text,
+            "kind = ",
+            &["`source.kind`", "v4l2", "not supported yet", "\"video\""],
+        );
     }
 
     #[test]

@@ -134,6 +134,29 @@ impl Deployment {
                 *fps,
                 *looped,
             )?),
+            SourceConfig::Sensor {
+                mode,
+                fps,
+                exposure_us,
+                analog_gain_db,
+                test_pattern,
+            } => {
+                use crate::config::SensorPattern;
+                use ocellus_imx219::TestPattern;
+                let pattern = match test_pattern {
+                    SensorPattern::None => TestPattern::None,
+                    SensorPattern::ColourBars => TestPattern::ColourBars,
+                    SensorPattern::FadeToGrey => TestPattern::FadeToGreyColourBars,
+                    SensorPattern::Pn9 => TestPattern::Pn9,
+                };
+                Box::new(crate::source::SensorSource::open_sim(
+                    *mode,
+                    *fps as f32,
+                    exposure_us.map(|v| v as f32),
+                    analog_gain_db.map(|v| v as f32),
+                    pattern,
+                )?)
+            }
             SourceConfig::Synthetic {
                 width,
                 height,

@@ -129,12 +129,15 @@ fn print_summary(report: &Report) {
         .collect();
     eprintln!("events:   {} ({})", p.event_count(), by_type.join(", "));
     let ratio = if m.event_bytes > 0 {
-        p.raw_frame_bytes as f64 / m.event_bytes as f64
+        format!(
+            "{:.0}x less",
+            p.raw_frame_bytes as f64 / m.event_bytes as f64
+        )
     } else {
-        f64::INFINITY
+        "nothing sent".to_owned()
     };
     eprintln!(
-        "bytes:    {} of events published vs {} of raw frames ({ratio:.0}x less)",
+        "bytes:    {} of events published vs {} of raw frames ({ratio})",
         m.event_bytes, p.raw_frame_bytes
     );
     eprintln!(

@@ -327,3 +327,50 @@ fn an_unreachable_broker_is_reported_not_hidden() {
     assert!(stderr.contains("were not delivered"), "{stderr}");
     assert!(stderr.contains("Connection refused"), "{stderr}");
 }
+
+#[test]
+fn a_simulated_sensor_source_runs_through_the_whole_pipeline() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(write_config(dir.path(), broker.port, "e2e-sensor", ""))
+        .unwrap()
+        .replace(
+            &format!(
+                "kind = \"video\"\npath = \"{}\"",
+                common::footage("vtest.avi").display()
+            ),
+            "kind = \"sensor\"\nbus = \"sim\"\nmode = \"640x480\"\nfps = 90\nexposure_us = 5000",
+        );
+    assert!(text.contains("kind = \"sensor\""), "{text}");
+    let cfg = dir.path().join("sensor.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = common::bin()
+        .args(["run", "--quiet", "--frames", "30", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("source sensor"), "{stderr}");
+    // 90 fps is faster than inference here: a live source drops the oldest frames, counted
+    let frames = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("frames:"))
+        .unwrap_or_default();
+    let num = |after: &str| -> u64 {
+        frames
+            .split(',')
+            .find(|p| p.contains(after))
+            .and_then(|p| p.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{after}` in {frames}"))
+    };
+    let (processed, dropped) = (num("processed"), num("dropped"));
+    assert_eq!(processed + dropped, 30, "{stderr}");
+    assert!(processed > 0 && dropped > 0, "{stderr}");
+    assert!(!stderr.contains("violation"), "{stderr}");
+    assert_eq!(
+        retained(broker.port, "e2e/e2e-sensor/status").as_deref(),
+        Some("offline")
+    );
+}
