@@ -108,7 +108,11 @@ if [ $need_footage = 1 ]; then
   [ $CHECK_ONLY = 1 ] && fail "footage missing or wrong in $CACHE/footage"
   say "fetching opencv-doc from Debian for vtest.avi, basketball1.png, messi5.jpg"
   d=$(tmpdir footage)
-  (cd "$d" && apt-get download -qq -o APT::Sandbox::User=root opencv-doc) || fail "apt-get download opencv-doc failed (run apt-get update?)"
+  # the package lists may be empty on a fresh machine whose other packages were preinstalled
+  (cd "$d" && apt-get download -qq -o APT::Sandbox::User=root opencv-doc 2>/dev/null) \
+    || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get update -qq \
+         && (cd "$d" && apt-get download -qq -o APT::Sandbox::User=root opencv-doc); } \
+    || fail "apt-get download opencv-doc failed (is the Debian mirror reachable?)"
   deb=$(ls "$d"/opencv-doc_*.deb | head -n1)
   dpkg-deb -x "$deb" "$d/x" || fail "cannot unpack $deb"
   for f in "${!FOOTAGE_SHA256[@]}"; do
