@@ -99,6 +99,10 @@ pub struct PublishSummary {
     /// Events accepted but never handed to the MQTT client before the shutdown deadline (the broker
     /// stayed unreachable): lost with the process until the durable queue exists.
     pub unsent: u64,
+    /// QoS 1 messages handed to the MQTT client (events and status) without a PUBACK by the stop:
+    /// possibly never delivered. With [`PublishSummary::unsent`] this accounts for every accepted
+    /// event that is not known to be delivered.
+    pub unacked: u64,
     /// Whether every event was sent and every QoS 1 message acknowledged before the publisher stopped.
     pub flushed: bool,
     /// The last connection error.
@@ -298,6 +302,10 @@ impl Publisher {
             event_bytes: s.event_bytes.load(Ordering::Relaxed),
             connects: s.connects.load(Ordering::Relaxed),
             unsent: self.unsent(),
+            unacked: s
+                .sent
+                .load(Ordering::Relaxed)
+                .saturating_sub(s.acked.load(Ordering::Relaxed)),
             flushed,
             last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
         }

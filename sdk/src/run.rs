@@ -191,11 +191,8 @@ fn execute(d: Deployment, frames: Option<u64>, print_events: bool) -> ocellus::R
         return Ok(crate::EXIT_SETUP);
     }
     if !report.publish.flushed {
-        let lost = report
-            .publish
-            .sent
-            .saturating_sub(report.publish.acked)
-            .max(report.publish.unsent + report.publish.dropped);
+        let m = &report.publish;
+        let lost = m.unacked + m.unsent + m.dropped;
         eprintln!(
             "warning: the broker did not acknowledge everything before the stop: up to {lost} message(s) were not delivered"
         );
