@@ -9,7 +9,8 @@
 #   $OCELLUS_CACHE/onnxruntime/libonnxruntime.so.1.31.1   ONNX Runtime shared library (PyPI onnxruntime wheel)
 #   $OCELLUS_CACHE/models/*.onnx                          model files named by the cards in models/*.toml
 #   $OCELLUS_CACHE/footage/{vtest.avi,basketball1.png,messi5.jpg}   real footage (Debian opencv-doc)
-# System packages (Debian): ffmpeg, mosquitto, mosquitto-clients, unzip, gcc.
+# System packages (Debian): ffmpeg, mosquitto, mosquitto-clients, unzip, gcc, and libclang1-14 +
+# linux-libc-dev for the v4l crate's bindgen (V4L2 capture).
 # Rust target: thumbv7em-none-eabihf (rustup), for the bare-metal firmware example.
 #
 # Every fetched file is checked against a sha256: the model files against their card, the rest
@@ -28,7 +29,7 @@ declare -A FOOTAGE_SHA256=(
   [basketball1.png]=ba06f6701f7260998b430c39b6557f775497e6ce7b1a74f0b7ea6af371bf54a6
   [messi5.jpg]=1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9
 )
-APT_PACKAGES=(ffmpeg mosquitto mosquitto-clients unzip gcc ca-certificates)
+APT_PACKAGES=(ffmpeg mosquitto mosquitto-clients unzip gcc ca-certificates libclang1-14 linux-libc-dev)
 
 did=0        # steps that changed something
 step=""      # current step, for error messages

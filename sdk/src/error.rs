@@ -143,6 +143,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A camera or a sensor's control bus failed: missing device node, no permission, a format
+    /// the device does not offer, a chip that does not answer.
+    #[error("{device}: {message}")]
+    Device {
+        /// The device (`/dev/video0`, `/dev/i2c-1`, `IMX219 (simulated)`).
+        device: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+
     /// Any other I/O failure, with the path involved.
     #[error("{path}: {source}")]
     Io {
@@ -157,7 +167,7 @@ impl Error {
     /// Who has to act to fix this error.
     pub fn fault(&self) -> Fault {
         match self {
-            Error::Runtime(_) => Fault::Environment,
+            Error::Runtime(_) | Error::Device { .. } => Fault::Environment,
             Error::CardRead { .. }
             | Error::CardParse { .. }
             | Error::CardInvalid { .. }

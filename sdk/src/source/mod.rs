@@ -12,6 +12,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod convert;
+
 use crate::error::{Error, Result};
 use crate::infer::Detection;
 use crate::preprocess::{MAX_FRAME_SIDE, RgbFrame};
