@@ -9,8 +9,9 @@
 //! site.toml:14: `rules.line[0].a`: x = 1.5 is outside 0..=1 (coordinates are normalised: 0 is the left/top edge, 1 the right/bottom edge)
 //! ```
 //!
-//! Relative paths in the file (`runtime.onnxruntime`, `source.path`, `model.card`) are resolved
-//! against the directory of the config file, never against the working directory. The format is
+//! Relative paths in the file (`runtime.onnxruntime`, `source.path`, `source.device`,
+//! `source.video`, `model.card`) are resolved against the directory of the config file, never
+//! against the working directory. The format is
 //! documented for pilots in `docs/config.md`; [`Config::example`] is a complete, commented example.
 //!
 //! ```no_run
@@ -51,6 +52,8 @@ pub const DEFAULT_TOPIC_PREFIX: &str = "ocellus";
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// Default `mqtt.max_pending_events`.
 pub const DEFAULT_MAX_PENDING_EVENTS: usize = 10_000;
+/// Default `source.address` of a sensor on a Linux I2C bus: the IMX219's 7-bit address.
+pub const DEFAULT_SENSOR_ADDRESS: u8 = 0x10;
 
 const MAX_DEVICE_ID: usize = 128;
 const MAX_RULE_NAME: usize = 64;
@@ -99,7 +102,7 @@ pub struct RuntimeConfig {
     pub threads: Option<usize>,
 }
 
-/// `[source]`: where frames come from. New kinds (v4l2) are added without a breaking change.
+/// `[source]`: where frames come from. New kinds are added without a breaking change.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum SourceConfig {
@@ -121,19 +124,39 @@ pub enum SourceConfig {
         /// Start again after the last image.
         looped: bool,
     },
-    /// An image sensor driven over its control bus (`kind = "sensor"`): today the simulated
-    /// IMX219 (`bus = "sim"`), configured by the `ocellus-imx219` driver.
+    /// An IMX219 image sensor configured over its control bus by the `ocellus-imx219` driver
+    /// (`kind = "sensor"`): the simulated sensor (`bus = "sim"`), or a real one on a Linux I2C
+    /// adapter with its pixels from a V4L2 device.
     Sensor {
+        /// How the driver reaches the sensor's registers.
+        bus: SensorBus,
+        /// Where the pixels come from on a board (`Some` exactly when `bus` is
+        /// [`SensorBus::Linux`]; the simulator makes its own pixels).
+        video: Option<PathBuf>,
         /// Readout mode.
         mode: ocellus_imx219::Mode,
         /// Sensor frame rate.
         fps: f64,
-        /// Exposure time in microseconds (`None`: the driver's default).
+        /// Exposure time in microseconds (`None`: the driver's default); with `auto_exposure`,
+        /// the starting value.
         exposure_us: Option<f64>,
         /// Analogue gain in dB (`None`: 0 dB).
         analog_gain_db: Option<f64>,
+        /// Exposure (and then analogue gain) follow the frame brightness.
+        auto_exposure: bool,
         /// Test pattern instead of the scene.
         test_pattern: SensorPattern,
+    },
+    /// A V4L2 capture device such as a USB camera (`kind = "v4l2"`, Linux, the `v4l` feature).
+    V4l2 {
+        /// The device node, e.g. `/dev/video0`.
+        device: PathBuf,
+        /// The pixel format to ask for (`None`: the source picks the best the device offers).
+        format: Option<crate::source::convert::PixelFormat>,
+        /// The frame size to ask for (`None`: the device's current size).
+        size: Option<(u32, u32)>,
+        /// The frame rate to ask for (`None`: the device's current rate).
+        fps: Option<f64>,
     },
     /// Generated frames with moving boxes, for tests and demos (`kind = "synthetic"`).
     Synthetic {
@@ -153,25 +176,43 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
-    /// The `kind` as written in the file: `"video"`, `"images"` or `"synthetic"`.
+    /// The `kind` as written in the file: `"video"`, `"images"`, `"synthetic"`, `"sensor"` or
+    /// `"v4l2"`.
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Video { .. } => "video",
             SourceConfig::Images { .. } => "images",
             SourceConfig::Synthetic { .. } => "synthetic",
             SourceConfig::Sensor { .. } => "sensor",
+            SourceConfig::V4l2 { .. } => "v4l2",
         }
     }
 
-    /// The pacing rate, if any.
+    /// The frame rate asked for: the pacing rate of a file, the sensor's frame rate, the rate
+    /// requested from a V4L2 device (`None`: as fast as inference allows, or the device's own).
     pub fn fps(&self) -> Option<f64> {
         match self {
             SourceConfig::Video { fps, .. }
             | SourceConfig::Images { fps, .. }
-            | SourceConfig::Synthetic { fps, .. } => *fps,
+            | SourceConfig::Synthetic { fps, .. }
+            | SourceConfig::V4l2 { fps, .. } => *fps,
             SourceConfig::Sensor { fps, .. } => Some(*fps),
         }
     }
+}
+
+/// `source.bus` of a sensor source: how the driver reaches the sensor's registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SensorBus {
+    /// The simulated IMX219 (`bus = "sim"`).
+    Sim,
+    /// A Linux I2C adapter (`bus = "/dev/i2c-N"`) and the sensor's 7-bit address.
+    Linux {
+        /// The adapter's device node, e.g. `/dev/i2c-1`.
+        path: PathBuf,
+        /// The sensor's 7-bit address, 0x08..=0x77 (default [`DEFAULT_SENSOR_ADDRESS`]).
+        address: u8,
+    },
 }
 
 /// `source.test_pattern` of a sensor source.
@@ -290,10 +331,15 @@ struct RawSource {
     objects: Option<Spanned<i64>>,
     seed: Option<Spanned<i64>>,
     bus: Option<Spanned<String>>,
+    address: Option<Spanned<i64>>,
+    video: Option<Spanned<String>>,
     mode: Option<Spanned<String>>,
     exposure_us: Option<Spanned<f64>>,
     analog_gain_db: Option<Spanned<f64>>,
+    auto_exposure: Option<Spanned<bool>>,
     test_pattern: Option<Spanned<String>>,
+    device: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -355,7 +401,7 @@ id = "store-12-entrance"        # letters, digits, '.', '_', '-'; part of every 
 threads = 2                     # ONNX Runtime intra-op threads, 1..=64
 
 [source]
-kind = "video"                  # "video", "images" or "synthetic"
+kind = "video"                  # "video", "images", "synthetic", "sensor" or "v4l2"
 path = "footage/vtest.avi"      # a video file, or rtsp://HOST/STREAM
 fps = 10.0                      # pace the file at 10 frames/s (omit: as fast as inference allows)
 loop = false                    # restart the file at its end
@@ -499,36 +545,153 @@ fn runtime(cx: &Cx<'_>, raw: &RawRuntime, dir: &Path) -> Result<RuntimeConfig> {
     })
 }
 
-/// `kind = "sensor"`: the simulated IMX219 on `bus = "sim"`.
-fn sensor_source(cx: &Cx<'_>, raw: &RawSource, fps: Option<f64>) -> Result<SourceConfig> {
-    use ocellus_imx219::Mode;
-    for (name, span) in [
-        ("path", raw.path.as_ref().map(|v| v.span())),
-        ("loop", raw.looped.as_ref().map(|v| v.span())),
-        ("width", raw.width.as_ref().map(|v| v.span())),
-        ("height", raw.height.as_ref().map(|v| v.span())),
-        ("frames", raw.frames.as_ref().map(|v| v.span())),
-        ("objects", raw.objects.as_ref().map(|v| v.span())),
-        ("seed", raw.seed.as_ref().map(|v| v.span())),
-    ] {
-        if let Some(span) = span {
-            return Err(cx.err(
-                Some(span),
-                &format!("source.{name}"),
-                "does not apply to kind = \"sensor\"; remove it",
-            ));
-        }
+/// What `source.kind` may be.
+const SOURCE_KINDS: &str = "use \"video\", \"images\", \"synthetic\", \"sensor\" or \"v4l2\"";
+
+/// `"a"`, `"a" or "b"`, `"a", "b" or "c"`.
+fn quoted_or(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
     }
-    if let Some(bus) = raw.bus.as_ref().filter(|b| b.get_ref() != "sim") {
+}
+
+/// The first key (in file order) of `[source]` that `kind` does not use: its name, its span and
+/// the kinds it applies to.
+fn misplaced_source_key(
+    raw: &RawSource,
+    kind: &str,
+) -> Option<(&'static str, Range<usize>, &'static [&'static str])> {
+    const FILES: &[&str] = &["video", "images"];
+    const SIZED: &[&str] = &["synthetic", "v4l2"];
+    const SYNTHETIC: &[&str] = &["synthetic"];
+    const SENSOR: &[&str] = &["sensor"];
+    const V4L2: &[&str] = &["v4l2"];
+    fn at<T>(v: &Option<Spanned<T>>) -> Option<Range<usize>> {
+        v.as_ref().map(Spanned::span)
+    }
+    let keys = [
+        ("path", at(&raw.path), FILES),
+        ("loop", at(&raw.looped), FILES),
+        ("width", at(&raw.width), SIZED),
+        ("height", at(&raw.height), SIZED),
+        ("frames", at(&raw.frames), SYNTHETIC),
+        ("objects", at(&raw.objects), SYNTHETIC),
+        ("seed", at(&raw.seed), SYNTHETIC),
+        ("bus", at(&raw.bus), SENSOR),
+        ("address", at(&raw.address), SENSOR),
+        ("video", at(&raw.video), SENSOR),
+        ("mode", at(&raw.mode), SENSOR),
+        ("exposure_us", at(&raw.exposure_us), SENSOR),
+        ("analog_gain_db", at(&raw.analog_gain_db), SENSOR),
+        ("auto_exposure", at(&raw.auto_exposure), SENSOR),
+        ("test_pattern", at(&raw.test_pattern), SENSOR),
+        ("device", at(&raw.device), V4L2),
+        ("format", at(&raw.format), V4L2),
+    ];
+    keys.into_iter()
+        .filter(|(_, _, kinds)| !kinds.contains(&kind))
+        .filter_map(|(name, span, kinds)| span.map(|s| (name, s, kinds)))
+        .min_by_key(|(_, s, _)| s.start)
+}
+
+/// A device node (`source.device`, `source.video`): a local path, resolved like other paths.
+fn device_path(cx: &Cx<'_>, v: &Spanned<String>, key: &str, dir: &Path) -> Result<PathBuf> {
+    if v.get_ref().contains("://") {
         return Err(cx.at(
-            bus,
-            "source.bus",
+            v,
+            key,
             format!(
-                "\"{}\": only \"sim\" (the simulated IMX219) is supported in this build; /dev/i2c-N arrives with board support",
-                bus.get_ref()
+                "\"{}\" is a URL; give a device node on this machine, e.g. \"/dev/video0\" (a stream is kind = \"video\")",
+                v.get_ref()
             ),
         ));
     }
+    resolve_path(cx, v, key, dir)
+}
+
+/// `source.address`: a 7-bit I2C address outside the reserved ranges.
+fn i2c_address(cx: &Cx<'_>, v: &Spanned<i64>) -> Result<u8> {
+    let a = *v.get_ref();
+    match u8::try_from(a) {
+        Ok(a) if (0x08..=0x77).contains(&a) => Ok(a),
+        _ => {
+            let shown = if a >= 0 {
+                format!("{a:#04x}")
+            } else {
+                a.to_string()
+            };
+            Err(cx.at(
+                v,
+                "source.address",
+                format!(
+                    "{shown} is outside 0x08..=0x77 (a 7-bit I2C address; the IMX219 answers at {DEFAULT_SENSOR_ADDRESS:#04x})"
+                ),
+            ))
+        }
+    }
+}
+
+/// `kind = "sensor"`: the IMX219, simulated (`bus = "sim"`) or on a Linux I2C adapter.
+fn sensor_source(
+    cx: &Cx<'_>,
+    raw: &RawSource,
+    fps: Option<f64>,
+    dir: &Path,
+) -> Result<SourceConfig> {
+    use ocellus_imx219::Mode;
+    let bus = match raw.bus.as_ref() {
+        Some(b) if Path::new(b.get_ref()).is_absolute() => SensorBus::Linux {
+            path: PathBuf::from(b.get_ref()),
+            address: match &raw.address {
+                Some(a) => i2c_address(cx, a)?,
+                None => DEFAULT_SENSOR_ADDRESS,
+            },
+        },
+        Some(b) if b.get_ref() != "sim" => {
+            return Err(cx.at(
+                b,
+                "source.bus",
+                format!(
+                    "\"{}\": use \"sim\" (the simulated IMX219) or the absolute path of a Linux I2C adapter, e.g. \"/dev/i2c-1\"",
+                    b.get_ref()
+                ),
+            ));
+        }
+        _ => {
+            if let Some(a) = &raw.address {
+                return Err(cx.at(
+                    a,
+                    "source.address",
+                    "does not apply with bus = \"sim\" (the simulated IMX219 has no I2C address); remove it, or set `source.bus` to the I2C adapter, e.g. \"/dev/i2c-1\"",
+                ));
+            }
+            SensorBus::Sim
+        }
+    };
+    let video = match (&bus, &raw.video, &raw.bus) {
+        (SensorBus::Sim, Some(v), _) => {
+            return Err(cx.at(
+                v,
+                "source.video",
+                "does not apply with bus = \"sim\": the simulated IMX219 makes its own pixels; remove it",
+            ));
+        }
+        (SensorBus::Sim, None, _) => None,
+        (SensorBus::Linux { .. }, Some(v), _) => Some(device_path(cx, v, "source.video", dir)?),
+        (SensorBus::Linux { path, .. }, None, b) => {
+            return Err(cx.err(
+                b.as_ref().map(Spanned::span),
+                "source.video",
+                format!(
+                    "is required with bus = \"{}\": the V4L2 device the sensor's pixels arrive on, e.g. \"/dev/video0\"",
+                    path.display()
+                ),
+            ));
+        }
+    };
     let mode = match raw.mode.as_ref() {
         None => Mode::Binned640x480,
         Some(m) => match m.get_ref().as_str() {
@@ -580,30 +743,100 @@ fn sensor_source(cx: &Cx<'_>, raw: &RawSource, fps: Option<f64>) -> Result<Sourc
         Some(g) => Some(*g.get_ref()),
         None => None,
     };
+    let auto_exposure = raw.auto_exposure.as_ref().is_some_and(|a| *a.get_ref());
     let test_pattern = match raw.test_pattern.as_ref() {
         None => SensorPattern::None,
-        Some(p) => {
-            match p.get_ref().as_str() {
-                "none" => SensorPattern::None,
-                "colour-bars" => SensorPattern::ColourBars,
-                "fade-to-grey" => SensorPattern::FadeToGrey,
-                "pn9" => SensorPattern::Pn9,
-                other => {
-                    return Err(cx.at(
+        Some(p) => match p.get_ref().as_str() {
+            "none" => SensorPattern::None,
+            "colour-bars" => SensorPattern::ColourBars,
+            "fade-to-grey" => SensorPattern::FadeToGrey,
+            "pn9" => SensorPattern::Pn9,
+            other => {
+                return Err(cx.at(
                     p,
                     "source.test_pattern",
-                    format!("\"{other}\": use \"none\", \"colour-bars\", \"fade-to-grey\" or \"pn9\""),
+                    format!(
+                        "\"{other}\": use \"none\", \"colour-bars\", \"fade-to-grey\" or \"pn9\""
+                    ),
                 ));
-                }
             }
-        }
+        },
     };
     Ok(SourceConfig::Sensor {
+        bus,
+        video,
         mode,
         fps,
         exposure_us,
         analog_gain_db,
+        auto_exposure,
         test_pattern,
+    })
+}
+
+/// `kind = "v4l2"`: a V4L2 capture device.
+fn v4l2_source(
+    cx: &Cx<'_>,
+    raw: &RawSource,
+    section: Range<usize>,
+    fps: Option<f64>,
+    dir: &Path,
+) -> Result<SourceConfig> {
+    use crate::source::convert::PixelFormat;
+    let Some(d) = &raw.device else {
+        return Err(cx.err(
+            Some(section),
+            "source.device",
+            "is required for kind = \"v4l2\": the capture device node, e.g. \"/dev/video0\"",
+        ));
+    };
+    let device = device_path(cx, d, "source.device", dir)?;
+    let format = match &raw.format {
+        None => None,
+        Some(f) => match PixelFormat::from_name(f.get_ref()) {
+            Some(format) => Some(format),
+            None => {
+                let names: Vec<&str> = PixelFormat::ALL.iter().map(|p| p.name()).collect();
+                return Err(cx.at(
+                    f,
+                    "source.format",
+                    format!(
+                        "\"{}\" is not a pixel format; use {}, or remove the key to let the source pick the best the device offers",
+                        f.get_ref(),
+                        quoted_or(&names)
+                    ),
+                ));
+            }
+        },
+    };
+    let both =
+        "give both `source.width` and `source.height`, or neither for the device's current size";
+    let size = match (&raw.width, &raw.height) {
+        (None, None) => None,
+        (Some(w), Some(h)) => Some((
+            int_in(cx, w, "source.width", 16, 8192)? as u32,
+            int_in(cx, h, "source.height", 16, 8192)? as u32,
+        )),
+        (Some(w), None) => {
+            return Err(cx.at(
+                w,
+                "source.height",
+                format!("is missing but `source.width` is set; {both}"),
+            ));
+        }
+        (None, Some(h)) => {
+            return Err(cx.at(
+                h,
+                "source.width",
+                format!("is missing but `source.height` is set; {both}"),
+            ));
+        }
+    };
+    Ok(SourceConfig::V4l2 {
+        device,
+        format,
+        size,
+        fps,
     })
 }
 
@@ -611,23 +844,22 @@ fn source(cx: &Cx<'_>, raw: &Spanned<RawSource>, dir: &Path) -> Result<SourceCon
     let span = raw.span();
     let raw = raw.get_ref();
     let kind = raw.kind.get_ref().as_str();
-    let kinds = "use \"video\", \"images\", \"synthetic\" or \"sensor\"";
-    match kind {
-        "video" | "images" | "synthetic" | "sensor" => {}
-        "v4l2" => {
-            return Err(cx.at(
-                &raw.kind,
-                "source.kind",
-                format!("\"{kind}\" is not supported yet; {kinds}"),
-            ));
-        }
-        _ => {
-            return Err(cx.at(
-                &raw.kind,
-                "source.kind",
-                format!("\"{kind}\" is not a source kind; {kinds}"),
-            ));
-        }
+    if !matches!(kind, "video" | "images" | "synthetic" | "sensor" | "v4l2") {
+        return Err(cx.at(
+            &raw.kind,
+            "source.kind",
+            format!("\"{kind}\" is not a source kind; {SOURCE_KINDS}"),
+        ));
+    }
+    if let Some((name, key_span, kinds)) = misplaced_source_key(raw, kind) {
+        return Err(cx.err(
+            Some(key_span),
+            &format!("source.{name}"),
+            format!(
+                "only applies to kind = {}, not \"{kind}\"; remove it",
+                quoted_or(kinds)
+            ),
+        ));
     }
     let fps = match &raw.fps {
         Some(f) => {
@@ -643,70 +875,25 @@ fn source(cx: &Cx<'_>, raw: &Spanned<RawSource>, dir: &Path) -> Result<SourceCon
         }
         None => None,
     };
-    if kind == "sensor" {
-        return sensor_source(cx, raw, fps);
-    }
-    for (name, span) in [
-        ("bus", raw.bus.as_ref().map(|v| v.span())),
-        ("mode", raw.mode.as_ref().map(|v| v.span())),
-        ("exposure_us", raw.exposure_us.as_ref().map(|v| v.span())),
-        (
-            "analog_gain_db",
-            raw.analog_gain_db.as_ref().map(|v| v.span()),
-        ),
-        ("test_pattern", raw.test_pattern.as_ref().map(|v| v.span())),
-    ] {
-        if let Some(span) = span {
-            return Err(cx.err(
-                Some(span),
-                &format!("source.{name}"),
-                format!("only applies to kind = \"sensor\", not \"{kind}\"; remove it"),
-            ));
+    match kind {
+        "sensor" => return sensor_source(cx, raw, fps, dir),
+        "v4l2" => return v4l2_source(cx, raw, span, fps, dir),
+        "synthetic" => {
+            let opt = |v: &Option<Spanned<i64>>, key: &str, lo: i64, hi: i64, default: i64| match v
+            {
+                Some(v) => int_in(cx, v, key, lo, hi),
+                None => Ok(default),
+            };
+            return Ok(SourceConfig::Synthetic {
+                width: opt(&raw.width, "source.width", 16, 4096, 640)? as u32,
+                height: opt(&raw.height, "source.height", 16, 4096, 480)? as u32,
+                frames: opt(&raw.frames, "source.frames", 1, 1_000_000, 300)? as u64,
+                objects: opt(&raw.objects, "source.objects", 1, 64, 3)? as u32,
+                seed: opt(&raw.seed, "source.seed", 0, i64::MAX, 0)? as u64,
+                fps,
+            });
         }
-    }
-    let synthetic_only = [
-        ("width", &raw.width),
-        ("height", &raw.height),
-        ("frames", &raw.frames),
-        ("objects", &raw.objects),
-        ("seed", &raw.seed),
-    ];
-    if kind == "synthetic" {
-        if let Some(p) = &raw.path {
-            return Err(cx.at(
-                p,
-                "source.path",
-                "does not apply to kind = \"synthetic\"; remove it",
-            ));
-        }
-        if let Some(l) = &raw.looped {
-            return Err(cx.at(
-                l,
-                "source.loop",
-                "does not apply to kind = \"synthetic\"; remove it",
-            ));
-        }
-        let opt = |v: &Option<Spanned<i64>>, key: &str, lo: i64, hi: i64, default: i64| match v {
-            Some(v) => int_in(cx, v, key, lo, hi),
-            None => Ok(default),
-        };
-        return Ok(SourceConfig::Synthetic {
-            width: opt(&raw.width, "source.width", 16, 4096, 640)? as u32,
-            height: opt(&raw.height, "source.height", 16, 4096, 480)? as u32,
-            frames: opt(&raw.frames, "source.frames", 1, 1_000_000, 300)? as u64,
-            objects: opt(&raw.objects, "source.objects", 1, 64, 3)? as u32,
-            seed: opt(&raw.seed, "source.seed", 0, i64::MAX, 0)? as u64,
-            fps,
-        });
-    }
-    for (name, value) in synthetic_only {
-        if let Some(v) = value {
-            return Err(cx.at(
-                v,
-                &format!("source.{name}"),
-                format!("only applies to kind = \"synthetic\", not \"{kind}\"; remove it"),
-            ));
-        }
+        _ => {}
     }
     let Some(p) = &raw.path else {
         let what = if kind == "video" {
@@ -1477,6 +1664,11 @@ url = "mqtt://127.0.0.1:1883"
         BASE.replacen(from, to, 1)
     }
 
+    /// BASE with its `[source]` keys replaced by `body`.
+    fn with_source(body: &str) -> String {
+        edit("kind = \"video\"\npath = \"footage/vtest.avi\"", body)
+    }
+
     /// Parse text that must fail; returns (line, message).
     fn fail(text: &str) -> (Option<usize>, String) {
         match Config::parse(text, &site()) {
@@ -2093,15 +2285,18 @@ url = "mqtt://[::1]"
     #[test]
     fn sensor_source_parses_and_checks_its_keys() {
         let sensor = "kind = \"sensor\"\nbus = \"sim\"\nmode = \"1640x1232\"\nfps = 25\nexposure_us = 8000\nanalog_gain_db = 6\ntest_pattern = \"colour-bars\"";
-        let text = edit("kind = \"video\"\npath = \"footage/vtest.avi\"", sensor);
+        let text = with_source(sensor);
         let c = Config::parse(&text, &site()).unwrap();
         assert_eq!(
             c.source,
             SourceConfig::Sensor {
+                bus: SensorBus::Sim,
+                video: None,
                 mode: ocellus_imx219::Mode::Binned1640x1232,
                 fps: 25.0,
                 exposure_us: Some(8000.0),
                 analog_gain_db: Some(6.0),
+                auto_exposure: false,
                 test_pattern: SensorPattern::ColourBars,
             }
         );
@@ -2111,8 +2306,6 @@ url = "mqtt://[::1]"
             .replace("fps = 25", "fps = 60")
             .replace("1640x1232", "3280x2464");
         assert_fails(&too_fast, "fps = ", &["`source.fps`", "60", "3280x2464"]);
-        let bad_bus = text.replace("bus = \"sim\"", "bus = \"/dev/i2c-1\"");
-        assert_fails(&bad_bus, "bus = ", &["`source.bus`", "/dev/i2c-1", "sim"]);
         let with_path = text.replace("bus = \"sim\"", "path = \"x.avi\"");
         assert_fails(&with_path, "path = ", &["`source.path`", "sensor"]);
         let pattern_on_video = edit(
@@ -2127,12 +2320,302 @@ url = "mqtt://[::1]"
     }
 
     #[test]
-    fn v4l2_is_not_supported_yet() {
-        let text = edit("kind = \"video\"", "kind = \"v4l2\"");
+    fn sensor_defaults_to_the_simulator() {
+        let c = Config::parse(&with_source("kind = \"sensor\""), &site()).unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Sensor {
+                bus: SensorBus::Sim,
+                video: None,
+                mode: ocellus_imx219::Mode::Binned640x480,
+                fps: 30.0,
+                exposure_us: None,
+                analog_gain_db: None,
+                auto_exposure: false,
+                test_pattern: SensorPattern::None,
+            }
+        );
+        assert_eq!(c.source.kind(), "sensor");
+        assert_eq!(c.source.fps(), Some(30.0));
+    }
+
+    #[test]
+    fn sensor_on_a_linux_i2c_bus_parses() {
+        let board = "kind = \"sensor\"\nbus = \"/dev/i2c-1\"\naddress = 0x36\nvideo = \"/dev/video0\"\nauto_exposure = true\nexposure_us = 5000";
+        let c = Config::parse(&with_source(board), &site()).unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Sensor {
+                bus: SensorBus::Linux {
+                    path: PathBuf::from("/dev/i2c-1"),
+                    address: 0x36,
+                },
+                video: Some(PathBuf::from("/dev/video0")),
+                mode: ocellus_imx219::Mode::Binned640x480,
+                fps: 30.0,
+                exposure_us: Some(5000.0),
+                analog_gain_db: None,
+                auto_exposure: true,
+                test_pattern: SensorPattern::None,
+            }
+        );
+        // the IMX219's address by default; a relative `video` resolves against the config's directory
+        let text = with_source("kind = \"sensor\"\nbus = \"/dev/i2c-0\"\nvideo = \"dev/video2\"");
+        let c = Config::parse(&text, &site()).unwrap();
+        match c.source {
+            SourceConfig::Sensor { bus, video, .. } => {
+                assert_eq!(
+                    bus,
+                    SensorBus::Linux {
+                        path: PathBuf::from("/dev/i2c-0"),
+                        address: DEFAULT_SENSOR_ADDRESS,
+                    }
+                );
+                assert_eq!(DEFAULT_SENSOR_ADDRESS, 0x10);
+                assert_eq!(video, Some(repo().join("dev/video2")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sensor_bus_address_and_video_are_checked() {
+        let board =
+            "kind = \"sensor\"\nbus = \"/dev/i2c-1\"\naddress = 0x36\nvideo = \"/dev/video0\"";
+        let text = with_source(board).replace("video = \"/dev/video0\"\n", "");
+        assert_fails(
+            &text,
+            "bus = ",
+            &[
+                "`source.video`",
+                "required",
+                "\"/dev/i2c-1\"",
+                "/dev/video0",
+            ],
+        );
+        let sim_video = with_source("kind = \"sensor\"\nbus = \"sim\"\nvideo = \"/dev/video0\"");
+        assert_fails(
+            &sim_video,
+            "video = ",
+            &["`source.video`", "bus = \"sim\"", "own pixels"],
+        );
+        let sim_address = with_source("kind = \"sensor\"\nbus = \"sim\"\naddress = 0x10");
+        assert_fails(
+            &sim_address,
+            "address = ",
+            &["`source.address`", "bus = \"sim\"", "remove it"],
+        );
+        // no bus is bus = "sim"
+        let default_address = with_source("kind = \"sensor\"\naddress = 0x10");
+        assert_fails(&default_address, "address = ", &["`source.address`", "sim"]);
+        for bad in ["i2c-1", "dev/i2c-1", "Sim", ""] {
+            let text = with_source(&format!("kind = \"sensor\"\nbus = \"{bad}\""));
+            assert_fails(
+                &text,
+                "bus = ",
+                &[
+                    "`source.bus`",
+                    &format!("\"{bad}\""),
+                    "\"sim\"",
+                    "/dev/i2c-1",
+                ],
+            );
+        }
+        for (bad, shown) in [
+            ("0x78", "0x78"),
+            ("0x07", "0x07"),
+            ("0", "0x00"),
+            ("-1", "-1"),
+        ] {
+            let text = with_source(&board.replace("0x36", bad));
+            assert_fails(
+                &text,
+                "address = ",
+                &[
+                    "`source.address`",
+                    &format!("{shown} is outside 0x08..=0x77"),
+                ],
+            );
+        }
+        let url_video = with_source(&board.replace("/dev/video0", "rtsp://cam/1"));
+        assert_fails(&url_video, "video = ", &["`source.video`", "is a URL"]);
+        // the board keys belong to the sensor, the V4L2 keys to v4l2
+        let on_video = edit(
+            "path = \"footage/vtest.avi\"",
+            "path = \"footage/vtest.avi\"\nauto_exposure = true",
+        );
+        assert_fails(
+            &on_video,
+            "auto_exposure",
+            &[
+                "`source.auto_exposure`",
+                "only applies to kind = \"sensor\"",
+            ],
+        );
+        let device_on_sensor = with_source(&format!("{board}\ndevice = \"/dev/video1\""));
+        assert_fails(
+            &device_on_sensor,
+            "device = ",
+            &["`source.device`", "\"v4l2\"", "not \"sensor\""],
+        );
+    }
+
+    #[test]
+    fn v4l2_source_parses_into_its_variant() {
+        let v4l2 = "kind = \"v4l2\"\ndevice = \"/dev/video0\"\nformat = \"mjpeg\"\nwidth = 1280\nheight = 720\nfps = 30";
+        let c = Config::parse(&with_source(v4l2), &site()).unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::V4l2 {
+                device: PathBuf::from("/dev/video0"),
+                format: Some(crate::source::convert::PixelFormat::Mjpeg),
+                size: Some((1280, 720)),
+                fps: Some(30.0),
+            }
+        );
+        assert_eq!(c.source.kind(), "v4l2");
+        assert_eq!(c.source.fps(), Some(30.0));
+        for f in crate::source::convert::PixelFormat::ALL {
+            let text = with_source(&v4l2.replace("mjpeg", f.name()));
+            match Config::parse(&text, &site()).unwrap().source {
+                SourceConfig::V4l2 { format, .. } => assert_eq!(format, Some(f)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn v4l2_defaults_leave_format_size_and_fps_to_the_device() {
+        let text = with_source("kind = \"v4l2\"\ndevice = \"cams/front\"");
+        let c = Config::parse(&text, &site()).unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::V4l2 {
+                device: repo().join("cams/front"),
+                format: None,
+                size: None,
+                fps: None,
+            }
+        );
+        assert_eq!(c.source.fps(), None);
+    }
+
+    #[test]
+    fn v4l2_size_comes_as_width_and_height() {
+        let base = "kind = \"v4l2\"\ndevice = \"/dev/video0\"";
+        let text = with_source(&format!("{base}\nwidth = 1280"));
+        let msg = assert_fails(&text, "width = ", &["`source.height`", "`source.width`"]);
+        assert!(msg.starts_with("`source.height`"), "{msg}");
+        let text = with_source(&format!("{base}\nheight = 720"));
+        let msg = assert_fails(&text, "height = ", &["`source.width`", "`source.height`"]);
+        assert!(msg.starts_with("`source.width`"), "{msg}");
+        let text = with_source(&format!("{base}\nwidth = 8193\nheight = 720"));
+        assert_fails(
+            &text,
+            "width = ",
+            &["`source.width`", "8193 is outside 16..=8192"],
+        );
+        let text = with_source(&format!("{base}\nwidth = 1280\nheight = 8"));
+        assert_fails(
+            &text,
+            "height = ",
+            &["`source.height`", "8 is outside 16..=8192"],
+        );
+        let text = with_source(&format!("{base}\nfps = 0"));
+        assert_fails(&text, "fps = ", &["`source.fps`", "more than 0"]);
+        let text = with_source(&format!("{base}\nfps = 1001"));
+        assert_fails(&text, "fps = ", &["`source.fps`", "at most 1000"]);
+    }
+
+    #[test]
+    fn v4l2_format_must_be_a_pixel_format_name() {
+        for bad in ["h264", "MJPEG", ""] {
+            let text = with_source(&format!(
+                "kind = \"v4l2\"\ndevice = \"/dev/video0\"\nformat = \"{bad}\""
+            ));
+            assert_fails(
+                &text,
+                "format = ",
+                &[
+                    "`source.format`",
+                    &format!("\"{bad}\" is not a pixel format"),
+                    "\"yuyv\", \"uyvy\", \"nv12\", \"rgb24\", \"bgr24\", \"grey\" or \"mjpeg\"",
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn v4l2_refuses_unknown_missing_and_foreign_keys() {
+        let base = "kind = \"v4l2\"\ndevice = \"/dev/video0\"";
+        let text = with_source(&format!("{base}\ncolour = 1"));
+        let msg = assert_fails(&text, "colour = 1", &["`source.colour`", "unknown key"]);
+        assert!(
+            msg.contains("`device`") && msg.contains("`format`"),
+            "{msg}"
+        );
+        for (key, kinds) in [
+            ("path = \"x.avi\"", "\"video\" or \"images\""),
+            ("loop = true", "\"video\" or \"images\""),
+            ("frames = 3", "\"synthetic\""),
+            ("mode = \"640x480\"", "\"sensor\""),
+            ("bus = \"sim\"", "\"sensor\""),
+            ("video = \"/dev/video1\"", "\"sensor\""),
+        ] {
+            let name = key.split(' ').next().unwrap();
+            let text = with_source(&format!("{base}\n{key}"));
+            assert_fails(
+                &text,
+                key,
+                &[
+                    &format!("`source.{name}`"),
+                    &format!("only applies to kind = {kinds}, not \"v4l2\""),
+                ],
+            );
+        }
+        // the first such key in the file is reported
+        let text = with_source(&format!("{base}\nseed = 1\npath = \"x.avi\""));
+        assert_fails(&text, "seed = ", &["`source.seed`"]);
+        let text = with_source("kind = \"v4l2\"");
+        assert_fails(
+            &text,
+            "[source]",
+            &["`source.device`", "required", "/dev/video0"],
+        );
+        let text = with_source("kind = \"v4l2\"\ndevice = \"\"");
+        assert_fails(&text, "device = ", &["`source.device`", "is empty"]);
+        let text = with_source("kind = \"v4l2\"\ndevice = \"rtsp://cam/1\"");
+        assert_fails(
+            &text,
+            "device = ",
+            &["`source.device`", "is a URL", "kind = \"video\""],
+        );
+        // and the v4l2 keys apply to it only
+        let text = edit(
+            "path = \"footage/vtest.avi\"",
+            "path = \"footage/vtest.avi\"\nformat = \"yuyv\"",
+        );
+        assert_fails(
+            &text,
+            "format = ",
+            &[
+                "`source.format`",
+                "only applies to kind = \"v4l2\", not \"video\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn unknown_kind_lists_every_kind() {
+        let text = edit("kind = \"video\"", "kind = \"webcam\"");
         assert_fails(
             &text,
             "kind = ",
-            &["`source.kind`", "v4l2", "not supported yet", "\"video\""],
+            &[
+                "`source.kind`",
+                "\"webcam\" is not a source kind",
+                "use \"video\", \"images\", \"synthetic\", \"sensor\" or \"v4l2\"",
+            ],
         );
     }
 

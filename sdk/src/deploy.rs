@@ -135,11 +135,15 @@ impl Deployment {
                 *looped,
             )?),
             SourceConfig::Sensor {
+                bus,
                 mode,
                 fps,
                 exposure_us,
                 analog_gain_db,
+                auto_exposure,
                 test_pattern,
+                video,
+                ..
             } => {
                 use crate::config::SensorPattern;
                 use ocellus_imx219::TestPattern;
@@ -149,14 +153,32 @@ impl Deployment {
                     SensorPattern::FadeToGrey => TestPattern::FadeToGreyColourBars,
                     SensorPattern::Pn9 => TestPattern::Pn9,
                 };
-                Box::new(crate::source::SensorSource::open_sim(
-                    *mode,
-                    *fps as f32,
-                    exposure_us.map(|v| v as f32),
-                    analog_gain_db.map(|v| v as f32),
-                    pattern,
+                Box::new(crate::source::SensorSource::open(
+                    &crate::source::SensorSettings {
+                        mode: *mode,
+                        fps: *fps as f32,
+                        exposure_us: exposure_us.map(|v| v as f32),
+                        analog_gain_db: analog_gain_db.map(|v| v as f32),
+                        pattern,
+                        auto_exposure: *auto_exposure,
+                        bus: bus.clone(),
+                        video: video.clone(),
+                    },
                 )?)
             }
+            SourceConfig::V4l2 {
+                device,
+                format,
+                size,
+                fps,
+            } => Box::new(crate::source::V4l2Source::open(
+                device,
+                crate::source::v4l2::Request {
+                    format: *format,
+                    size: *size,
+                    fps: *fps,
+                },
+            )?),
             SourceConfig::Synthetic {
                 width,
                 height,
@@ -183,6 +205,21 @@ impl Deployment {
         self,
         opts: &pipeline::Options,
         stop: &AtomicBool,
+        on_event: impl FnMut(&Event, bool),
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<Report> {
+        self.run_with_source(|d| d.open_source(), opts, stop, on_event, on_progress)
+    }
+
+    /// [`Deployment::run`] with a source of the caller's making: a simulated sensor with a
+    /// scripted scene, a vendor camera API, a test double. `open` is called once the model is
+    /// loaded (right before the first frame is wanted), so a live source does not deliver a backlog
+    /// of frames captured during start-up. The configured `source` is ignored.
+    pub fn run_with_source(
+        self,
+        open: impl FnOnce(&Deployment) -> Result<Box<dyn Source>>,
+        opts: &pipeline::Options,
+        stop: &AtomicBool,
         mut on_event: impl FnMut(&Event, bool),
         on_progress: impl FnMut(&Progress),
     ) -> Result<Report> {
@@ -196,7 +233,7 @@ impl Deployment {
             self.rules.zones.clone(),
             self.rules.config.clone(),
         )?;
-        let source = self.open_source()?;
+        let source = open(&self)?;
         let startup = t0.elapsed();
         let publisher = Publisher::start(self.mqtt.clone())?;
         let result = pipeline::run(

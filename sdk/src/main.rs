@@ -93,6 +93,12 @@ enum Command {
         #[arg(value_name = "FILE")]
         config: PathBuf,
     },
+    /// List the V4L2 cameras (`/dev/video*`): driver, formats, sizes and frame rates.
+    Devices {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Measure raw inference against preprocess + inference + decode on real footage.
     Bench {
         /// Frames to measure.
@@ -154,6 +160,7 @@ fn main() -> ExitCode {
             port,
         } => run::demo(frames, broker, port, cli.onnxruntime),
         Command::CheckConfig { config } => run::check_config(&config),
+        Command::Devices { format } => devices(format),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -162,6 +169,32 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_SETUP)
         }
     }
+}
+
+/// `ocellus devices`: every V4L2 node with what `source.kind = "v4l2"` can ask of it.
+fn devices(format: Format) -> ocellus::Result<u8> {
+    let devices = ocellus::source::v4l2::list_devices()?;
+    match format {
+        Format::Json => {
+            // plain strings and numbers: serialisation cannot fail
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&devices).unwrap_or_default()
+            );
+        }
+        Format::Text if devices.is_empty() => {
+            println!("no V4L2 devices (/dev/video*) on this machine");
+        }
+        Format::Text => {
+            for d in &devices {
+                println!("{d}");
+            }
+            println!(
+                "formats marked with a name can be used as `source.format`; `-` is a format ocellus does not convert"
+            );
+        }
+    }
+    Ok(0)
 }
 
 /// Load the runtime, the card and the detector.

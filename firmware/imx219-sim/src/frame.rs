@@ -1,5 +1,5 @@
 //! Frame synthesis from the register file: geometry checks, test patterns
-//! and the synthetic scene.
+//! and the rendering of the [`Scene`] (by default the synthetic scene).
 
 use std::time::Duration;
 
@@ -9,13 +9,17 @@ use ocellus_imx219::{
     digital_gain_from_code,
 };
 
+use crate::scene::Scene;
+
 /// Brightness constant of the synthetic scene (`TEST_PATTERN` = 0): an
 /// 8-bit output value is
 ///
 /// `min(255, round(reflectance · exposure_lines · analogue_gain ·
 /// digital_gain · SCENE_COUNTS_PER_LINE))`
 ///
-/// with `reflectance` in `0.0..=1.0` per channel (see [`scene_reflectance`]).
+/// with `reflectance` in `0.0..=1.0` per channel from the current
+/// [`crate::Scene`] (by default [`scene_reflectance`]; see
+/// [`crate::SimHandle::set_scene`]).
 /// So doubling the exposure (in lines) or either gain doubles every
 /// unsaturated pixel, up to rounding.
 pub const SCENE_COUNTS_PER_LINE: f32 = 0.1;
@@ -179,7 +183,8 @@ pub(crate) fn frame_duration(regs: &impl RegisterRead) -> Duration {
 /// the active array (`ax` in `0..3280`, `ay` in `0..2464`): a diagonal
 /// colour gradient, a bright disc in the centre, a dark square near the
 /// top-left corner and a red bar near the bottom-right (asymmetric, so flips
-/// are visible).
+/// are visible). It does not change with time; [`crate::DefaultScene`] is it
+/// as a [`crate::Scene`].
 #[must_use]
 pub fn scene_reflectance(ax: f32, ay: f32) -> [f32; 3] {
     let u = ax / f32::from(PIXEL_ARRAY_WIDTH);
@@ -217,18 +222,25 @@ pub fn pn9_bytes() -> [u8; 511] {
     out
 }
 
-/// Scales an 8-bit value by a gain, rounding and clipping to 255.
+/// Scales an 8-bit value by a gain, rounding (half away from zero, as
+/// [`f32::round`]) and clipping to `0..=255`; NaN gives 0.
+///
+/// Written without [`f32::round`], which is a library call on baseline
+/// x86-64 and was most of the render time; the result is identical.
 fn scale(value: f32, gain: f32) -> u8 {
-    let scaled = (value * gain).round();
-    if scaled >= 255.0 {
-        255
-    } else if scaled <= 0.0 {
+    let x = value * gain;
+    if x.is_nan() || x < 0.5 {
+        // Rounds to 0 (or is negative / NaN).
         0
+    } else if x >= 254.5 {
+        // Rounds to 255 or more.
+        255
     } else {
-        // In 0..255 after the checks above.
+        // 0.5 <= x < 254.5: the truncation is in 0..=254 and the
+        // fractional part `x - t` is exact.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let v = scaled as u8;
-        v
+        let t = x as u8;
+        if x - f32::from(t) >= 0.5 { t + 1 } else { t }
     }
 }
 
@@ -237,62 +249,180 @@ fn ten_to_eight(value: u16) -> u8 {
     u8::try_from((value & 0x3FF) >> 2).unwrap_or(u8::MAX)
 }
 
-/// Renders one frame. `geometry` comes from [`geometry`]; `pattern` is the
-/// `TEST_PATTERN` value (already checked to be `0..=4`).
-pub(crate) fn render(regs: &impl RegisterRead, g: &Geometry, pattern: u16) -> Vec<u8> {
-    let w = usize::from(g.width);
-    let h = usize::from(g.height);
-    let mut data = vec![0_u8; w * h * 3];
-    let digital = digital_gain_from_code(regs.u16_at(r::DIGITAL_GAIN));
-    let analog = analog_gain_from_code(regs.u8_at(r::ANALOG_GAIN));
-    let exposure = f32::from(regs.u16_at(r::COARSE_INTEGRATION_TIME));
-    let scene_gain = exposure * analog * digital * SCENE_COUNTS_PER_LINE;
-    let solid = [
-        ten_to_eight(regs.u16_at(r::TEST_PATTERN_RED)),
-        ten_to_eight(
-            (regs.u16_at(r::TEST_PATTERN_GREEN_R) & 0x3FF)
-                .midpoint(regs.u16_at(r::TEST_PATTERN_GREEN_B) & 0x3FF),
-        ),
-        ten_to_eight(regs.u16_at(r::TEST_PATTERN_BLUE)),
-    ];
-    let pn9 = pn9_bytes();
-    for (oy, row) in data.chunks_exact_mut(w * 3).enumerate() {
-        let sy = if g.v_flip { h - 1 - oy } else { oy };
-        let ay = f32::from(g.y_start) + (sy as f32 + 0.5) * f32::from(g.step_y);
-        for (ox, px) in row.chunks_exact_mut(3).enumerate() {
-            let sx = if g.h_mirror { w - 1 - ox } else { ox };
-            let rgb: [u8; 3] = match pattern {
-                r::TEST_PATTERN_SOLID_COLOUR => solid.map(|c| scale(f32::from(c), digital)),
-                r::TEST_PATTERN_COLOUR_BARS => {
-                    let bar = COLOUR_BARS.get(sx * 8 / w).copied().unwrap_or([0; 3]);
-                    bar.map(|c| scale(f32::from(c), digital))
-                }
-                r::TEST_PATTERN_FADE_TO_GREY => {
-                    let bar = COLOUR_BARS.get(sx * 8 / w).copied().unwrap_or([0; 3]);
-                    let t = if h > 1 {
-                        sy as f32 / (h - 1) as f32
-                    } else {
-                        0.0
-                    };
-                    bar.map(|c| {
-                        let c = f32::from(c);
-                        scale(c + (f32::from(FADE_GREY) - c) * t, digital)
-                    })
-                }
-                r::TEST_PATTERN_PN9 => {
-                    let k = (sy * w + sx) * 3;
-                    [0, 1, 2].map(|c| {
-                        let byte = pn9.get((k + c) % pn9.len()).copied().unwrap_or(0);
-                        scale(f32::from(byte), digital)
-                    })
-                }
-                _ => {
-                    let ax = f32::from(g.x_start) + (sx as f32 + 0.5) * f32::from(g.step_x);
-                    scene_reflectance(ax, ay).map(|c| scale(c, scene_gain))
-                }
-            };
-            px.copy_from_slice(&rgb);
+/// Everything needed to render one frame, read from the register file
+/// (under the simulator's lock) so that rendering itself needs neither the
+/// registers nor the lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Render {
+    geometry: Geometry,
+    /// `TEST_PATTERN` (already checked to be `0..=4`).
+    pattern: u16,
+    /// Digital gain (patterns and scene).
+    digital: f32,
+    /// exposure_lines · analogue_gain · digital_gain · [`SCENE_COUNTS_PER_LINE`].
+    scene_gain: f32,
+    /// The solid-colour pattern's 8-bit colour before the digital gain.
+    solid: [u8; 3],
+}
+
+impl Render {
+    /// Snapshot of the registers for one frame. `geometry` comes from
+    /// [`geometry`]; `pattern` is the `TEST_PATTERN` value (already checked
+    /// to be `0..=4`).
+    pub(crate) fn new(regs: &impl RegisterRead, geometry: Geometry, pattern: u16) -> Self {
+        let digital = digital_gain_from_code(regs.u16_at(r::DIGITAL_GAIN));
+        let analog = analog_gain_from_code(regs.u8_at(r::ANALOG_GAIN));
+        let exposure = f32::from(regs.u16_at(r::COARSE_INTEGRATION_TIME));
+        let solid = [
+            ten_to_eight(regs.u16_at(r::TEST_PATTERN_RED)),
+            ten_to_eight(
+                (regs.u16_at(r::TEST_PATTERN_GREEN_R) & 0x3FF)
+                    .midpoint(regs.u16_at(r::TEST_PATTERN_GREEN_B) & 0x3FF),
+            ),
+            ten_to_eight(regs.u16_at(r::TEST_PATTERN_BLUE)),
+        ];
+        Self {
+            geometry,
+            pattern,
+            digital,
+            scene_gain: exposure * analog * digital * SCENE_COUNTS_PER_LINE,
+            solid,
         }
     }
-    data
+
+    /// Renders the frame: the test pattern, or (`TEST_PATTERN` = 0) `scene`
+    /// as it is at time `t` (the start of the frame), sampled once per
+    /// output pixel at the centre of the array block the pixel covers.
+    pub(crate) fn run(&self, scene: &dyn Scene, t: Duration) -> Vec<u8> {
+        let g = &self.geometry;
+        let w = usize::from(g.width);
+        let h = usize::from(g.height);
+        let mut data = vec![0_u8; w * h * 3];
+        if self.pattern == r::TEST_PATTERN_DISABLED {
+            self.render_scene(&mut data, scene, t);
+        } else {
+            self.render_pattern(&mut data);
+        }
+        data
+    }
+
+    /// Array x coordinate (pixel units) sampled for output column `sx`
+    /// (before mirroring).
+    fn array_x(&self, sx: usize) -> f32 {
+        let g = &self.geometry;
+        f32::from(g.x_start) + (sx as f32 + 0.5) * f32::from(g.step_x)
+    }
+
+    /// Array y coordinate (pixel units) sampled for output row `sy` (before
+    /// flipping).
+    fn array_y(&self, sy: usize) -> f32 {
+        let g = &self.geometry;
+        f32::from(g.y_start) + (sy as f32 + 0.5) * f32::from(g.step_y)
+    }
+
+    fn render_scene(&self, data: &mut [u8], scene: &dyn Scene, t: Duration) {
+        let g = &self.geometry;
+        let w = usize::from(g.width);
+        let h = usize::from(g.height);
+        // Column coordinates are the same on every row.
+        let columns: Vec<f32> = (0..w)
+            .map(|ox| self.array_x(if g.h_mirror { w - 1 - ox } else { ox }))
+            .collect();
+        for (oy, row) in data.chunks_exact_mut(w * 3).enumerate() {
+            let ay = self.array_y(if g.v_flip { h - 1 - oy } else { oy });
+            for (px, &ax) in row.chunks_exact_mut(3).zip(&columns) {
+                let rgb = scene
+                    .reflectance(ax, ay, t)
+                    .map(|c| scale(c, self.scene_gain));
+                px.copy_from_slice(&rgb);
+            }
+        }
+    }
+
+    fn render_pattern(&self, data: &mut [u8]) {
+        let g = &self.geometry;
+        let w = usize::from(g.width);
+        let h = usize::from(g.height);
+        let digital = self.digital;
+        let pn9 = pn9_bytes();
+        for (oy, row) in data.chunks_exact_mut(w * 3).enumerate() {
+            let sy = if g.v_flip { h - 1 - oy } else { oy };
+            for (ox, px) in row.chunks_exact_mut(3).enumerate() {
+                let sx = if g.h_mirror { w - 1 - ox } else { ox };
+                let rgb: [u8; 3] = match self.pattern {
+                    r::TEST_PATTERN_SOLID_COLOUR => {
+                        self.solid.map(|c| scale(f32::from(c), digital))
+                    }
+                    r::TEST_PATTERN_COLOUR_BARS => {
+                        let bar = COLOUR_BARS.get(sx * 8 / w).copied().unwrap_or([0; 3]);
+                        bar.map(|c| scale(f32::from(c), digital))
+                    }
+                    r::TEST_PATTERN_FADE_TO_GREY => {
+                        let bar = COLOUR_BARS.get(sx * 8 / w).copied().unwrap_or([0; 3]);
+                        let t = if h > 1 {
+                            sy as f32 / (h - 1) as f32
+                        } else {
+                            0.0
+                        };
+                        bar.map(|c| {
+                            let c = f32::from(c);
+                            scale(c + (f32::from(FADE_GREY) - c) * t, digital)
+                        })
+                    }
+                    r::TEST_PATTERN_PN9 => {
+                        let k = (sy * w + sx) * 3;
+                        [0, 1, 2].map(|c| {
+                            let byte = pn9.get((k + c) % pn9.len()).copied().unwrap_or(0);
+                            scale(f32::from(byte), digital)
+                        })
+                    }
+                    // Checked by the caller to be 0..=4; 0 is the scene.
+                    _ => [0; 3],
+                };
+                px.copy_from_slice(&rgb);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scale;
+
+    /// The reference: what `scale` computed before it avoided `f32::round`.
+    fn reference(value: f32, gain: f32) -> u8 {
+        let scaled = (value * gain).round();
+        if scaled >= 255.0 {
+            255
+        } else if scaled <= 0.0 {
+            0
+        } else {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let v = scaled as u8;
+            v
+        }
+    }
+
+    #[test]
+    fn scale_matches_f32_round() {
+        // Every f32 in -1.0..=300.0 near the rounding boundaries, and a
+        // dense sweep in between.
+        let mut values = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0];
+        for k in -2..=600 {
+            let edge = k as f32 * 0.5;
+            let mut below = edge;
+            let mut above = edge;
+            for _ in 0..4 {
+                below = below.next_down();
+                above = above.next_up();
+                values.extend([below, above]);
+            }
+            values.push(edge);
+        }
+        values.extend((0..3_000_000).map(|i| i as f32 * 1e-4 - 1.0));
+        for v in values {
+            assert_eq!(scale(v, 1.0), reference(v, 1.0), "{v:e}");
+        }
+        assert_eq!(scale(0.3, 20.000_000_3), reference(0.3, 20.000_000_3));
+    }
 }

@@ -22,6 +22,23 @@
 //! assert!(probe.violations().is_empty());
 //! ```
 //!
+//! # The scene
+//!
+//! With `TEST_PATTERN` = 0 a capture renders what the sensor looks at: a
+//! [`Scene`], by default the built-in, time-independent [`DefaultScene`]
+//! ([`scene_reflectance`]). [`SimHandle::set_scene`] replaces it with any
+//! `Arc<dyn Scene>`, a closure `Fn(ax, ay, t) -> [r, g, b]` included, so a
+//! test can script the world, e.g. a figure walking across the field of
+//! view as the simulated time `t` advances; [`SimHandle::reset_scene`]
+//! goes back to the default. A scene gives reflectances (nominally
+//! `0.0..=1.0`) at a point of the full pixel array in pixel units, before
+//! any flip; everything the chip does stays modelled as before: exposure,
+//! analogue and digital gains and saturation ([`SCENE_COUNTS_PER_LINE`]),
+//! the readout window, binning / sub-sampling (one sample per output pixel,
+//! at the centre of its block) and mirroring / flipping. The scene belongs
+//! to the world, not the chip, so `SW_RESET` keeps it. It is called without
+//! the simulator's lock held, so it may itself use a [`SimHandle`].
+//!
 //! # Bus protocol
 //!
 //! Transactions follow the IMX219 CCI: a write message is
@@ -72,8 +89,9 @@
 //! advances it), by [`SimHandle::advance`], and by one frame period per
 //! [`SimHandle::capture`]. Bus transactions take no simulated time.
 //!
-//! Writing 1 to `SW_RESET` restores every default (so also `MODE_SELECT` = 0,
-//! standby) at the end of that message, and the sensor is then *in reset*
+//! Writing 1 to `SW_RESET` restores every register default (so also
+//! `MODE_SELECT` = 0, standby; the clock, counters and [`Scene`] are kept) at
+//! the end of that message, and the sensor is then *in reset*
 //! for [`RESET_TIME`] (6.2 ms, the driver's
 //! [`ocellus_imx219::SOFTWARE_RESET_DELAY_US`]) of simulated time: any
 //! transaction before it has passed is NACKed and recorded. **Tests must
@@ -97,12 +115,15 @@ use ocellus_imx219::registers as r;
 
 mod frame;
 pub mod map;
+mod scene;
 
 use frame::RegisterRead;
 pub use frame::{
     COLOUR_BARS, FADE_GREY, RgbFrameData, SCENE_COUNTS_PER_LINE, pn9_bytes, scene_reflectance,
 };
 use map::{Access, WhileStreaming};
+use scene::SceneSlot;
+pub use scene::{DefaultScene, Scene};
 
 /// 7-bit I²C address the simulated sensor answers on.
 pub const I2C_ADDRESS: u8 = ocellus_imx219::I2C_ADDRESS;
@@ -243,6 +264,9 @@ struct State {
     violation_total: u64,
     frames: u64,
     transactions: u64,
+    /// What the sensor looks at; the world, not the chip: `SW_RESET` keeps
+    /// it.
+    scene: SceneSlot,
 }
 
 impl RegisterRead for State {
@@ -262,6 +286,7 @@ impl State {
             violation_total: 0,
             frames: 0,
             transactions: 0,
+            scene: SceneSlot::default_scene(),
         };
         state.load_defaults();
         state
@@ -412,7 +437,10 @@ impl State {
         self.flush_writes(&mut pending, &mut writing)
     }
 
-    fn capture(&mut self) -> Result<RgbFrameData, SimError> {
+    /// The part of a capture that needs the registers: checks them, takes
+    /// the frame number and the frame's time slot, and snapshots what
+    /// [`PendingFrame::render`] needs (outside the lock).
+    fn begin_capture(&mut self) -> Result<PendingFrame, SimError> {
         if self.in_reset() || !self.streaming() {
             return Err(SimError::NotStreaming);
         }
@@ -438,17 +466,45 @@ impl State {
                 return Err(SimError::InvalidConfiguration { reason });
             }
         };
-        let data = frame::render(self, &geometry, pattern);
+        let render = frame::Render::new(self, geometry, pattern);
+        let start = self.now;
         self.now += frame::frame_duration(self);
         let frame_number = self.frames;
         self.frames += 1;
-        Ok(RgbFrameData {
+        Ok(PendingFrame {
+            render,
+            scene: self.scene.clone(),
+            start,
             width: u32::from(geometry.width),
             height: u32::from(geometry.height),
             frame_number,
             timestamp: self.now,
-            data,
         })
+    }
+}
+
+/// A frame whose registers were read (and whose number and time were
+/// taken) but whose pixels are not rendered yet.
+struct PendingFrame {
+    render: frame::Render,
+    scene: SceneSlot,
+    /// Simulated time at the start of the frame (what the scene sees).
+    start: Duration,
+    width: u32,
+    height: u32,
+    frame_number: u64,
+    timestamp: Duration,
+}
+
+impl PendingFrame {
+    fn render(self) -> RgbFrameData {
+        RgbFrameData {
+            width: self.width,
+            height: self.height,
+            frame_number: self.frame_number,
+            timestamp: self.timestamp,
+            data: self.render.run(&*self.scene.0, self.start),
+        }
     }
 }
 
@@ -584,8 +640,9 @@ impl SimHandle {
     ///   the window (`X/Y_ADDR_START..=END`, inside 3280 × 2464) divided by
     ///   binning (`BINNING_MODE_*`: 0 → 1, 1 or 3 → 2, 2 → 4) times
     ///   sub-sampling (`*_ODD_INC`: 1 → 1, 3 → 2);
-    /// * `TEST_PATTERN` 0: the synthetic scene ([`scene_reflectance`] over
-    ///   the window, brightness per [`SCENE_COUNTS_PER_LINE`]);
+    /// * `TEST_PATTERN` 0: the current [`Scene`] (see [`Self::set_scene`];
+    ///   by default the synthetic [`scene_reflectance`]) over the window at
+    ///   the time the frame starts, brightness per [`SCENE_COUNTS_PER_LINE`];
     ///   1: solid colour, R = `TD_R` >> 2, G = mean(`TD_GR`, `TD_GB`) >> 2,
     ///   B = `TD_B` >> 2; 2: [`COLOUR_BARS`]; 3: the same bars fading
     ///   linearly to [`FADE_GREY`] from the first row to the last;
@@ -600,8 +657,35 @@ impl SimHandle {
     /// [`SimError::NotStreaming`] in standby or reset;
     /// [`SimError::InvalidConfiguration`] (also recorded as a violation) if
     /// the registers are inconsistent.
+    ///
+    /// The registers are read, the frame number taken and the clock advanced
+    /// under the simulator's lock; the pixels (and so every call of the
+    /// scene) are rendered after it is released, so a [`Scene`] may use a
+    /// [`SimHandle`] without deadlocking.
     pub fn capture(&self) -> Result<RgbFrameData, SimError> {
-        self.lock().capture()
+        // The guard is a temporary: the lock is released at the `;`.
+        let pending = self.lock().begin_capture()?;
+        Ok(pending.render())
+    }
+
+    /// Replaces what the sensor looks at (from the next capture on) with
+    /// `scene`; see [`Scene`] for its coordinates and time. The scene is
+    /// part of the world, not of the chip: `SW_RESET` and standby keep it.
+    /// Test patterns are unaffected.
+    pub fn set_scene(&self, scene: Arc<dyn Scene>) {
+        self.replace_scene(SceneSlot(scene));
+    }
+
+    /// Goes back to the built-in [`DefaultScene`].
+    pub fn reset_scene(&self) {
+        self.replace_scene(SceneSlot::default_scene());
+    }
+
+    /// Installs `scene`; the old one is dropped after the lock is released
+    /// (its `Drop` may use a handle).
+    fn replace_scene(&self, scene: SceneSlot) {
+        let old = std::mem::replace(&mut self.lock().scene, scene);
+        drop(old);
     }
 }
 

@@ -8,9 +8,12 @@ use embedded_hal::i2c::{Error as _, ErrorKind, I2c, NoAcknowledgeSource};
 use ocellus_imx219::registers as reg;
 use ocellus_imx219::{Imx219, Mode, Standby, Streaming, TestPattern};
 use ocellus_imx219_sim::{
-    COLOUR_BARS, I2C_ADDRESS, RESET_TIME, RgbFrameData, SimDelay, SimError, SimHandle, SimImx219,
-    Violation,
+    COLOUR_BARS, DefaultScene, I2C_ADDRESS, RESET_TIME, RgbFrameData, Scene, SimDelay, SimError,
+    SimHandle, SimImx219, Violation,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const NACK_DATA: ErrorKind = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data);
 const NACK_ADDRESS: ErrorKind = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
@@ -429,4 +432,197 @@ fn h_flip_mirrors_the_scene() {
         }
     }
     assert_ne!(plain.data, mirrored.data);
+}
+
+// ---------------------------------------------------------------------------
+// Pluggable scene.
+
+/// Array column splitting the centred 1280 × 960 window of
+/// `Mode::Binned640x480` (columns 1000..=2279) into two halves.
+const ARRAY_CENTRE_X: f32 = 1640.0;
+
+/// Left half of the array reflectance 1.0, right half 0.0.
+fn half_scene() -> Arc<dyn Scene> {
+    Arc::new(|ax: f32, _ay: f32, _t: Duration| {
+        if ax < ARRAY_CENTRE_X {
+            [1.0; 3]
+        } else {
+            [0.0; 3]
+        }
+    })
+}
+
+/// Exposure `lines`, analogue gain 1.0, digital gain 1.0, then a capture.
+fn capture_at(camera: &mut Camera<Streaming>, probe: &SimHandle, lines: u16) -> RgbFrameData {
+    assert_eq!(camera.set_exposure_lines(lines).unwrap(), lines);
+    assert_eq!(camera.set_analog_gain_code(0).unwrap(), 0);
+    camera.set_digital_gain(1.0).unwrap();
+    probe.capture().unwrap()
+}
+
+/// Asserts columns `0..320` are `left` and `320..640` are `right` on every
+/// row of a 640 × 480 frame.
+fn assert_halves(frame: &RgbFrameData, left: u8, right: u8) {
+    assert_eq!((frame.width, frame.height), (640, 480));
+    for (y, row) in frame.data.chunks_exact(640 * 3).enumerate() {
+        let (l, r) = row.split_at(320 * 3);
+        assert!(l.iter().all(|&v| v == left), "row {y}, left half");
+        assert!(r.iter().all(|&v| v == right), "row {y}, right half");
+    }
+}
+
+#[test]
+fn custom_scene_appears_in_the_frame() {
+    let (mut camera, probe) = streaming_640x480(TestPattern::None, false);
+    probe.set_scene(half_scene());
+    // 1.0 × 1200 lines × 1.0 × 1.0 × 0.1 = 120.
+    let frame = capture_at(&mut camera, &probe, 1200);
+    assert_halves(&frame, 120, 0);
+    assert_eq!(probe.violations(), vec![]);
+}
+
+#[test]
+fn custom_scene_brightness_follows_exposure_and_saturates() {
+    let (mut camera, probe) = streaming_640x480(TestPattern::None, false);
+    probe.set_scene(Arc::new(|_ax: f32, _ay: f32, _t: Duration| {
+        [0.5, 0.25, 1.0]
+    }));
+    let base = capture_at(&mut camera, &probe, 200);
+    assert!(base.data.chunks_exact(3).all(|p| p == [10, 5, 20]));
+    let doubled = capture_at(&mut camera, &probe, 400);
+    assert!(doubled.data.chunks_exact(3).all(|p| p == [20, 10, 40]));
+    let ratio = doubled.mean() / base.mean();
+    assert!((ratio - 2.0).abs() < 1e-9, "exposure ratio {ratio}");
+    // The gains act on a custom scene as on the default one.
+    camera.set_exposure_lines(200).unwrap();
+    camera.set_digital_gain(2.0).unwrap();
+    let gained = probe.capture().unwrap();
+    assert!(gained.data.chunks_exact(3).all(|p| p == [20, 10, 40]));
+    // Saturation clips at 255.
+    camera.set_exposure_lines(1700).unwrap();
+    camera.set_digital_gain(15.0).unwrap();
+    let saturated = probe.capture().unwrap();
+    assert!(saturated.data.iter().all(|&v| v == 255));
+    assert_eq!(probe.violations(), vec![]);
+}
+
+#[test]
+fn h_flip_mirrors_a_custom_scene() {
+    let (mut camera, probe) = streaming_640x480(TestPattern::None, true);
+    assert_eq!(probe.register(reg::IMG_ORIENTATION).unwrap() & 1, 1);
+    probe.set_scene(half_scene());
+    let mirrored = capture_at(&mut camera, &probe, 1200);
+    assert_halves(&mirrored, 0, 120);
+    // An asymmetric ramp: output column x shows what unmirrored column
+    // 639 - x shows.
+    let ramp: Arc<dyn Scene> =
+        Arc::new(|ax: f32, _ay: f32, _t: Duration| [(ax - 1000.0) / 1280.0; 3]);
+    probe.set_scene(ramp.clone());
+    let mirrored = capture_at(&mut camera, &probe, 1700);
+    let (plain_camera, plain_probe) = streaming_640x480(TestPattern::None, false);
+    let mut plain_camera = plain_camera;
+    plain_probe.set_scene(ramp);
+    let plain = capture_at(&mut plain_camera, &plain_probe, 1700);
+    for y in [0, 240, 479] {
+        for x in 0..640 {
+            assert_eq!(plain.pixel(x, y), mirrored.pixel(639 - x, y), "({x}, {y})");
+        }
+    }
+    assert_ne!(plain.data, mirrored.data);
+}
+
+#[test]
+fn custom_scene_sees_the_simulated_time_advance() {
+    let (mut camera, probe) = streaming_640x480(TestPattern::None, false);
+    assert_eq!(camera.set_exposure_lines(1200).unwrap(), 1200);
+    let t0 = probe.now();
+    let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    // A bright figure, 200 array columns wide, walking right at 2000
+    // array columns per simulated second from column 1100.
+    let walker = {
+        let seen = Arc::clone(&seen);
+        let calls = Arc::clone(&calls);
+        move |ax: f32, _ay: f32, t: Duration| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let mut seen = seen.lock().unwrap();
+            if seen.last() != Some(&t) {
+                seen.push(t);
+            }
+            let left = 1100.0 + 2000.0 * (t - t0).as_secs_f32();
+            if (left..left + 200.0).contains(&ax) {
+                [1.0; 3]
+            } else {
+                [0.0; 3]
+            }
+        }
+    };
+    probe.set_scene(Arc::new(walker));
+    let first_bright =
+        |frame: &RgbFrameData| (0..640).find(|&x| frame.pixel(x, 240) != Some([0; 3]));
+    let a = probe.capture().unwrap();
+    let b = probe.capture().unwrap();
+    let period = probe.frame_duration();
+    // Once per output pixel, with the time at the start of each frame.
+    assert_eq!(calls.load(Ordering::Relaxed), 2 * 640 * 480);
+    assert_eq!(*seen.lock().unwrap(), vec![t0, t0 + period]);
+    assert_eq!(b.timestamp, t0 + period * 2);
+    assert_ne!(a.data, b.data);
+    // Output column x samples array column 1000 + 2 (x + 0.5). The figure
+    // starts at column 1100 (output column 50); one frame (33.3 ms) later it
+    // is at 1166.7, first sampled by output column 83.
+    assert_eq!(first_bright(&a), Some(50));
+    assert_eq!(first_bright(&b), Some(83));
+}
+
+#[test]
+fn a_scene_may_use_the_sim_handle() {
+    let (_camera, probe) = streaming_640x480(TestPattern::None, false);
+    let inner = probe.clone();
+    // Would deadlock if the scene were called under the simulator's lock.
+    probe.set_scene(Arc::new(move |_ax: f32, _ay: f32, _t: Duration| {
+        [if inner.frame_count() == 1 { 1.0 } else { 0.0 }; 3]
+    }));
+    let frame = probe.capture().unwrap();
+    assert!(frame.data.iter().all(|&v| v > 0));
+    probe.reset_scene(); // drops the scene and its handle
+}
+
+#[test]
+fn reset_scene_restores_the_default_scene() {
+    let (_camera, probe) = streaming_640x480(TestPattern::None, false);
+    let default = probe.capture().unwrap();
+    assert!(default.mean() > 5.0);
+    probe.set_scene(Arc::new(|_ax: f32, _ay: f32, _t: Duration| [0.0; 3]));
+    let black = probe.capture().unwrap();
+    assert!(black.data.iter().all(|&v| v == 0));
+    probe.reset_scene();
+    let restored = probe.capture().unwrap();
+    assert_eq!(restored.data, default.data);
+    // DefaultScene is the built-in scene as a Scene.
+    probe.set_scene(Arc::new(DefaultScene));
+    assert_eq!(probe.capture().unwrap().data, default.data);
+}
+
+#[test]
+fn custom_scene_survives_software_reset() {
+    let (mut bus, probe) = initialised_bus();
+    probe.set_scene(half_scene());
+    write(&mut bus, &[0x01, 0x03, 0x01]).unwrap(); // SW_RESET
+    assert!(probe.in_reset());
+    probe.advance(RESET_TIME);
+    // The driver resets once more on the way in.
+    let mut camera = Imx219::new(bus, probe.delay())
+        .map_err(|(e, _, _)| e)
+        .unwrap();
+    camera.set_mode(Mode::Binned640x480, 30.0).unwrap();
+    let mut camera = stream(camera);
+    let frame = capture_at(&mut camera, &probe, 1200);
+    assert_halves(&frame, 120, 0);
+    // Test patterns are unaffected by the scene.
+    let mut camera = camera.stop_streaming().map_err(|(e, _)| e).unwrap();
+    camera.set_test_pattern(TestPattern::ColourBars).unwrap();
+    let _camera = stream(camera);
+    assert_eq!(bar_centres(&probe.capture().unwrap()), COLOUR_BARS.to_vec());
+    assert_eq!(probe.violations(), vec![]);
 }

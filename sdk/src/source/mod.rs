@@ -13,6 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 pub mod convert;
+pub mod sensor;
+pub mod v4l2;
+
+pub use sensor::{SensorBus, SensorSettings, SensorSource};
+pub use v4l2::V4l2Source;
 
 use crate::error::{Error, Result};
 use crate::infer::Detection;
@@ -36,8 +41,11 @@ pub struct Frame {
 pub struct SourceStats {
     /// Frames that could not be decoded and were skipped (corrupt image, truncated last frame).
     pub skipped: u64,
-    /// Reconnections of a live stream.
+    /// Reconnections of a live stream, reopenings of a camera that went away.
     pub reconnects: u64,
+    /// Frames the source knows it missed: frames a camera driver dropped (gaps in its sequence
+    /// numbers) and, for a camera that went away, the frames the outage cost at its frame rate.
+    pub lost: u64,
 }
 
 /// A source of frames.
@@ -875,174 +883,5 @@ mod tests {
         assert_eq!(s.stats().skipped, 1);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
-    }
-}
-
-/// An IMX219 driven by the `ocellus-imx219` driver over its control bus, pixels from the same
-/// sensor. Today the bus and pixels are the simulated IMX219 (`ocellus-imx219-sim`); on a board the
-/// bus is `/dev/i2c-N` and the pixels come from V4L2. Live: frames are paced at the sensor's frame
-/// period; the sensor's own register-level violations are logged.
-pub struct SensorSource {
-    camera: Option<
-        ocellus_imx219::Imx219<
-            ocellus_imx219_sim::SimImx219,
-            ocellus_imx219_sim::SimDelay,
-            ocellus_imx219::Streaming,
-        >,
-    >,
-    sim: ocellus_imx219_sim::SimHandle,
-    period: Duration,
-    seq: u64,
-    started: Instant,
-    stats: SourceStats,
-    describe: String,
-}
-
-impl std::fmt::Debug for SensorSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SensorSource")
-            .field("describe", &self.describe)
-            .finish_non_exhaustive()
-    }
-}
-
-fn sensor_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::InvalidOption {
-        name: "source (sensor)".into(),
-        message: format!("{what}: {e}"),
-    }
-}
-
-impl SensorSource {
-    /// Bring up the simulated IMX219 through the driver: chip id, reset, mode at `fps`, exposure,
-    /// gain, test pattern, then stream.
-    pub fn open_sim(
-        mode: ocellus_imx219::Mode,
-        fps: f32,
-        exposure_us: Option<f32>,
-        analog_gain_db: Option<f32>,
-        pattern: ocellus_imx219::TestPattern,
-    ) -> Result<Self> {
-        let sim = ocellus_imx219_sim::SimImx219::new();
-        let handle = sim.handle();
-        let delay = handle.delay();
-        let mut cam =
-            ocellus_imx219::Imx219::new(sim, delay).map_err(|(e, _, _)| sensor_error("init", e))?;
-        cam.set_mode(mode, fps)
-            .map_err(|e| sensor_error("mode", e))?;
-        if let Some(us) = exposure_us {
-            cam.set_exposure_us(us)
-                .map_err(|e| sensor_error("exposure", e))?;
-        }
-        if let Some(db) = analog_gain_db {
-            cam.set_analog_gain_db(db)
-                .map_err(|e| sensor_error("analogue gain", e))?;
-        }
-        cam.set_test_pattern(pattern)
-            .map_err(|e| sensor_error("test pattern", e))?;
-        let cam = cam
-            .start_streaming()
-            .map_err(|(e, _)| sensor_error("start streaming", e))?;
-        let period = handle.frame_duration();
-        Ok(SensorSource {
-            camera: Some(cam),
-            sim: handle,
-            period,
-            seq: 0,
-            started: Instant::now(),
-            stats: SourceStats::default(),
-            describe: format!(
-                "IMX219 (simulated) {}x{} @ {fps} fps",
-                mode.width(),
-                mode.height()
-            ),
-        })
-    }
-
-    /// Register-level violations the sensor recorded (always empty when the driver behaves).
-    pub fn violations(&self) -> Vec<ocellus_imx219_sim::Violation> {
-        self.sim.violations()
-    }
-}
-
-impl Source for SensorSource {
-    fn next_frame(&mut self) -> Result<Option<Frame>> {
-        if self.camera.is_none() {
-            return Ok(None);
-        }
-        let t = self.period * u32::try_from(self.seq).unwrap_or(u32::MAX);
-        sleep_until(self.started, t);
-        let raw = self.sim.capture().map_err(|e| sensor_error("capture", e))?;
-        let n = self.sim.violation_count();
-        if n > 0 {
-            tracing::warn!(
-                "the sensor recorded {n} bus violation(s): {:?}",
-                self.sim.take_violations()
-            );
-        }
-        let image = RgbFrame::new(raw.width, raw.height, raw.data)?;
-        let frame = Frame {
-            seq: self.seq,
-            captured: SystemTime::now(),
-            t,
-            image,
-        };
-        self.seq += 1;
-        Ok(Some(frame))
-    }
-    fn is_live(&self) -> bool {
-        true
-    }
-    fn len_hint(&self) -> Option<u64> {
-        None
-    }
-    fn describe(&self) -> String {
-        self.describe.clone()
-    }
-    fn stats(&self) -> SourceStats {
-        self.stats.clone()
-    }
-}
-
-#[cfg(test)]
-mod sensor_tests {
-    use super::*;
-
-    #[test]
-    fn the_simulated_sensor_delivers_colour_bars_of_the_mode_size() -> Result<()> {
-        let mut s = SensorSource::open_sim(
-            ocellus_imx219::Mode::Binned640x480,
-            90.0,
-            None,
-            None,
-            ocellus_imx219::TestPattern::ColourBars,
-        )?;
-        assert!(s.is_live());
-        for n in 0..3 {
-            let f = s
-                .next_frame()?
-                .ok_or_else(|| Error::Frame("no frame".into()))?;
-            assert_eq!((f.seq, f.image.width(), f.image.height()), (n, 640, 480));
-            // the first bar is white, the last black (centre pixels of the bars)
-            assert_eq!(
-                &f.image.data()[(240 * 640 + 40) * 3..][..3],
-                &[255, 255, 255]
-            );
-            assert_eq!(&f.image.data()[(240 * 640 + 600) * 3..][..3], &[0, 0, 0]);
-        }
-        assert!(s.violations().is_empty(), "{:?}", s.violations());
-        Ok(())
-    }
-
-    #[test]
-    fn a_frame_rate_the_mode_cannot_reach_is_an_error() {
-        let r = SensorSource::open_sim(
-            ocellus_imx219::Mode::Full3280x2464,
-            60.0,
-            None,
-            None,
-            ocellus_imx219::TestPattern::None,
-        );
-        assert!(r.is_err());
     }
 }
