@@ -273,3 +273,36 @@ fn a_card_with_an_unknown_key_is_refused_with_the_key_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn devices_lists_every_v4l2_node_or_says_there_is_none() {
+    let mut nodes: Vec<String> = std::fs::read_dir("/dev")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().display().to_string())
+        .filter(|p| {
+            p.strip_prefix("/dev/video")
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect();
+    nodes.sort();
+    let (code, out, err) = run(common::bin().args(["devices"]));
+    assert_eq!(code, 0, "{err}");
+    if nodes.is_empty() {
+        assert_eq!(out.trim(), "no V4L2 devices (/dev/video*) on this machine");
+    } else {
+        for n in &nodes {
+            assert!(out.contains(&format!("{n}  ")), "{n} missing from:\n{out}");
+        }
+    }
+    let (code, out, err) = run(common::bin().args(["devices", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let listed: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), nodes.len(), "{out}");
+}

@@ -50,6 +50,19 @@ topic_prefix = "e2e"
     path
 }
 
+/// [`write_config`] with its `[source]` keys replaced by `source`.
+fn config_with_source(dir: &Path, port: u16, device: &str, source: &str) -> PathBuf {
+    let path = write_config(dir, port, device, "");
+    let video = format!(
+        "kind = \"video\"\npath = \"{}\"",
+        common::footage("vtest.avi").display()
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(&video), "{text}");
+    std::fs::write(&path, text.replace(&video, source)).unwrap();
+    path
+}
+
 fn events(lines: &[String], device: &str) -> Vec<(String, serde_json::Value)> {
     let prefix = format!("e2e/{device}/events/");
     lines
@@ -332,18 +345,12 @@ fn an_unreachable_broker_is_reported_not_hidden() {
 fn a_simulated_sensor_source_runs_through_the_whole_pipeline() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(write_config(dir.path(), broker.port, "e2e-sensor", ""))
-        .unwrap()
-        .replace(
-            &format!(
-                "kind = \"video\"\npath = \"{}\"",
-                common::footage("vtest.avi").display()
-            ),
-            "kind = \"sensor\"\nbus = \"sim\"\nmode = \"640x480\"\nfps = 90\nexposure_us = 5000",
-        );
-    assert!(text.contains("kind = \"sensor\""), "{text}");
-    let cfg = dir.path().join("sensor.toml");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = config_with_source(
+        dir.path(),
+        broker.port,
+        "e2e-sensor",
+        "kind = \"sensor\"\nbus = \"sim\"\nmode = \"640x480\"\nfps = 90\nexposure_us = 5000",
+    );
     let out = common::bin()
         .args(["run", "--quiet", "--frames", "30", "--config"])
         .arg(&cfg)
@@ -373,4 +380,38 @@ fn a_simulated_sensor_source_runs_through_the_whole_pipeline() {
         retained(broker.port, "e2e/e2e-sensor/status").as_deref(),
         Some("offline")
     );
+}
+
+#[test]
+fn a_v4l2_camera_that_is_not_there_is_a_setup_error_naming_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_source(
+        dir.path(),
+        1,
+        "e2e-v4l2",
+        "kind = \"v4l2\"\ndevice = \"/dev/video-ocellus-absent\"\nformat = \"yuyv\"",
+    );
+    let out = common::bin()
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = common::bin()
+        .args(["run", "--quiet", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: /dev/video-ocellus-absent: open: No such file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ocellus devices"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

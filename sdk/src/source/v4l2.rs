@@ -206,15 +206,16 @@ impl std::fmt::Debug for V4l2Source {
 }
 
 fn device_error(name: &str, e: &DeviceError) -> Error {
-    let hint = match e {
-        DeviceError::Gone(_) => {
-            "; check that the camera is connected (`ls /dev/video*`, `ocellus devices`) and that this user may open it (the `video` group)"
-        }
-        _ => "",
+    let message = match e {
+        DeviceError::Gone(m) => format!(
+            "{m}; check that the camera is connected (`ls /dev/video*`, `ocellus devices`) and that this user may open it (the `video` group)"
+        ),
+        DeviceError::Timeout => "the camera delivered no frame".to_owned(),
+        DeviceError::Fatal(m) => m.clone(),
     };
     Error::Device {
         device: name.to_owned(),
-        message: format!("{e}{hint}"),
+        message,
     }
 }
 
