@@ -24,7 +24,7 @@ use ocellus::infer::{Detector, DetectorOptions};
 use ocellus::rules::Direction;
 use ocellus::source::sensor::mean_brightness;
 use ocellus::source::{SensorSettings, SensorSource, Source};
-use ocellus_hil_tests::{Hardware, Sprite, Window};
+use ocellus_hil_tests::Hardware;
 use ocellus_imx219::{Mode, TestPattern, registers as r};
 use ocellus_imx219_sim::{COLOUR_BARS, SimImx219};
 
@@ -254,19 +254,12 @@ fn person_walks_across() -> Result<(), Failed> {
     let broker = broker::Mosquitto::start();
     let sub = broker::Subscriber::start(broker.port, "hil/#");
 
-    // the sprite: the most confident person in messi5.jpg
-    let photo = ocellus::load_rgb(ocellus::paths::footage_dir().join("messi5.jpg"))
-        .map_err(|e| format!("{e} (run models/provision.sh)"))?;
-    let runtime = ocellus::runtime::Runtime::init(&ocellus::runtime::Locator::from_env(None))?;
-    let card = ocellus::card::ModelCard::builtin_ssd()?;
-    let person = Detector::new(runtime, &card, &DetectorOptions::default())?
-        .detect(&photo.as_view())?
-        .into_iter()
-        .filter(|d| &*d.label == "person")
-        .max_by(|a, b| a.score.total_cmp(&b.score))
-        .ok_or("no person in messi5.jpg")?;
-
     let dir = tempfile::tempdir()?;
+    let sprite = ocellus_hil_tests::person_sprite(
+        &ocellus::paths::footage_dir().join("messi5.jpg"),
+        dir.path(),
+    )
+    .map_err(|e| format!("{e} (run models/provision.sh)"))?;
     let cfg_path = dir.path().join("hil.toml");
     std::fs::write(
         &cfg_path,
@@ -281,6 +274,7 @@ bus = "sim"
 mode = "640x480"
 fps = 10
 exposure_us = 48000
+sprite = {{ image = "{sprite}", walk_s = 6 }}
 
 [model]
 card = "{card}"
@@ -296,46 +290,18 @@ url = "mqtt://127.0.0.1:{}"
 topic_prefix = "hil"
 "#,
             broker.port,
+            sprite = sprite.display(),
             card = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../models/ssd-mobilenet-v2-coco.toml")
                 .display()
         ),
     )?;
     let cfg = Config::load(&cfg_path)?;
-    let ocellus::config::SourceConfig::Sensor {
-        mode,
-        fps,
-        exposure_us,
-        ..
-    } = cfg.source.clone()
-    else {
-        return Err("not a sensor source".into());
-    };
+    let frames = 6 * 10 + 20; // the walk (6 s at 10 fps) and some frames to spare
     let deployment = Deployment::from_config(&cfg);
-    let walk = Duration::from_secs(6);
-    let frames = (walk.as_secs_f64() * fps) as u64 + 20;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
-    let report = deployment.run_with_source(
-        move |_| {
-            let sim = SimImx219::new();
-            let s = SensorSource::open_sim(
-                &SensorSettings {
-                    exposure_us: exposure_us.map(|v| v as f32),
-                    ..SensorSettings::sim(mode, fps as f32)
-                },
-                sim,
-            )?;
-            let handle = s
-                .sim_handle()
-                .ok_or(ocellus::Error::Frame("no sim".into()))?;
-            let window = Window::of(&handle).map_err(|e| ocellus::Error::Frame(e.to_string()))?;
-            let mut sprite = Sprite::cut(&photo, person.bbox, window)
-                .ok_or(ocellus::Error::Frame("empty person box".into()))?;
-            sprite.walk = walk;
-            handle.set_scene(sprite.into_scene());
-            Ok(Box::new(s) as Box<dyn Source>)
-        },
+    let report = deployment.run(
         &ocellus::pipeline::Options {
             max_frames: Some(frames),
         },

@@ -146,6 +146,9 @@ pub enum SourceConfig {
         auto_exposure: bool,
         /// Test pattern instead of the scene.
         test_pattern: SensorPattern,
+        /// A picture walking through the simulated sensor's scene (`[source.sprite]`, `bus = "sim"`
+        /// only): rehearse a deployment's lines and zones without a camera.
+        sprite: Option<SpriteConfig>,
     },
     /// A V4L2 capture device such as a USB camera (`kind = "v4l2"`, Linux, the `v4l` feature).
     V4l2 {
@@ -199,6 +202,22 @@ impl SourceConfig {
             SourceConfig::Sensor { fps, .. } => Some(*fps),
         }
     }
+}
+
+/// `[source.sprite]`: a picture (e.g. a person cut out of a photo) that walks in a straight line
+/// through the simulated sensor's scene, on the sensor's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpriteConfig {
+    /// The picture (PNG or JPEG), resolved against the config file's directory.
+    pub image: PathBuf,
+    /// Centre at the start, as fractions of the frame (default `[0.15, 0.5]`).
+    pub from: [f32; 2],
+    /// Centre at the end, where it stays (default `[0.85, 0.5]`).
+    pub to: [f32; 2],
+    /// Height as a fraction of the frame height, 0.05..=1 (default 0.6).
+    pub size: f32,
+    /// How long the walk takes, in seconds of sensor time, 0..=3600 (default 6).
+    pub walk: std::time::Duration,
 }
 
 /// `source.bus` of a sensor source: how the driver reaches the sensor's registers.
@@ -340,6 +359,17 @@ struct RawSource {
     test_pattern: Option<Spanned<String>>,
     device: Option<Spanned<String>>,
     format: Option<Spanned<String>>,
+    sprite: Option<Spanned<RawSprite>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSprite {
+    image: Spanned<String>,
+    from: Option<Spanned<[f64; 2]>>,
+    to: Option<Spanned<[f64; 2]>>,
+    size: Option<Spanned<f64>>,
+    walk_s: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -590,6 +620,7 @@ fn misplaced_source_key(
         ("test_pattern", at(&raw.test_pattern), SENSOR),
         ("device", at(&raw.device), V4L2),
         ("format", at(&raw.format), V4L2),
+        ("sprite", at(&raw.sprite), SENSOR),
     ];
     keys.into_iter()
         .filter(|(_, _, kinds)| !kinds.contains(&kind))
@@ -762,7 +793,19 @@ fn sensor_source(
             }
         },
     };
+    let sprite = match &raw.sprite {
+        None => None,
+        Some(sp) if bus != SensorBus::Sim => {
+            return Err(cx.at(
+                sp,
+                "source.sprite",
+                "only applies with bus = \"sim\": a real sensor sees the real world; remove it",
+            ));
+        }
+        Some(sp) => Some(sprite(cx, sp.get_ref(), dir)?),
+    };
     Ok(SourceConfig::Sensor {
+        sprite,
         bus,
         video,
         mode,
@@ -771,6 +814,55 @@ fn sensor_source(
         analog_gain_db,
         auto_exposure,
         test_pattern,
+    })
+}
+
+/// `[source.sprite]`.
+fn sprite(cx: &Cx<'_>, raw: &RawSprite, dir: &Path) -> Result<SpriteConfig> {
+    let image = resolve_path(cx, &raw.image, "source.sprite.image", dir)?;
+    let point = |v: &Option<Spanned<[f64; 2]>>, key: &str, default: [f32; 2]| match v {
+        None => Ok(default),
+        Some(p) if p.get_ref().iter().all(|c| (0.0..=1.0).contains(c)) => {
+            Ok([p.get_ref()[0] as f32, p.get_ref()[1] as f32])
+        }
+        Some(p) => Err(cx.at(
+            p,
+            key,
+            "both coordinates must be within 0..=1 (fractions of the frame)",
+        )),
+    };
+    let from = point(&raw.from, "source.sprite.from", [0.15, 0.5])?;
+    let to = point(&raw.to, "source.sprite.to", [0.85, 0.5])?;
+    let size = match &raw.size {
+        None => 0.6,
+        Some(v) if (0.05..=1.0).contains(v.get_ref()) => *v.get_ref() as f32,
+        Some(v) => {
+            return Err(cx.at(
+                v,
+                "source.sprite.size",
+                "must be within 0.05..=1 (a fraction of the frame height)",
+            ));
+        }
+    };
+    let walk = match &raw.walk_s {
+        None => std::time::Duration::from_secs(6),
+        Some(v) if (0.0..=3600.0).contains(v.get_ref()) => {
+            std::time::Duration::from_secs_f64(*v.get_ref())
+        }
+        Some(v) => {
+            return Err(cx.at(
+                v,
+                "source.sprite.walk_s",
+                "must be within 0..=3600 (seconds)",
+            ));
+        }
+    };
+    Ok(SpriteConfig {
+        image,
+        from,
+        to,
+        size,
+        walk,
     })
 }
 
@@ -2290,6 +2382,7 @@ url = "mqtt://[::1]"
         assert_eq!(
             c.source,
             SourceConfig::Sensor {
+                sprite: None,
                 bus: SensorBus::Sim,
                 video: None,
                 mode: ocellus_imx219::Mode::Binned1640x1232,
@@ -2325,6 +2418,7 @@ url = "mqtt://[::1]"
         assert_eq!(
             c.source,
             SourceConfig::Sensor {
+                sprite: None,
                 bus: SensorBus::Sim,
                 video: None,
                 mode: ocellus_imx219::Mode::Binned640x480,
@@ -2346,6 +2440,7 @@ url = "mqtt://[::1]"
         assert_eq!(
             c.source,
             SourceConfig::Sensor {
+                sprite: None,
                 bus: SensorBus::Linux {
                     path: PathBuf::from("/dev/i2c-1"),
                     address: 0x36,
@@ -2376,6 +2471,39 @@ url = "mqtt://[::1]"
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_sprite_walks_through_the_simulated_scene_only() {
+        let text = with_source(
+            "kind = \"sensor\"\nsprite = { image = \"people/walker.png\", to = [0.9, 0.6], walk_s = 4 }",
+        );
+        let cfg = Config::parse(&text, &site()).unwrap();
+        let SourceConfig::Sensor { sprite, .. } = &cfg.source else {
+            panic!("{:?}", cfg.source);
+        };
+        let sp = sprite.as_ref().unwrap();
+        assert!(
+            sp.image.ends_with("people/walker.png") && sp.image.is_absolute(),
+            "{sp:?}"
+        );
+        assert_eq!((sp.from, sp.to, sp.size), ([0.15, 0.5], [0.9, 0.6], 0.6));
+        assert_eq!(sp.walk, std::time::Duration::from_secs(4));
+        let on_board = with_source(
+            "kind = \"sensor\"\nbus = \"/dev/i2c-1\"\nvideo = \"/dev/video0\"\nsprite = { image = \"p.png\" }",
+        );
+        assert_fails(
+            &on_board,
+            "sprite = ",
+            &["`source.sprite`", "bus = \"sim\""],
+        );
+        let big = with_source("kind = \"sensor\"\nsprite = { image = \"p.png\", size = 3 }");
+        assert_fails(&big, "sprite = ", &["`source.sprite.size`", "0.05..=1"]);
+        let off = with_source("kind = \"sensor\"\nsprite = { image = \"p.png\", from = [1.5, 0] }");
+        assert_fails(&off, "sprite = ", &["`source.sprite.from`", "0..=1"]);
+        let video =
+            with_source("kind = \"video\"\npath = \"a.avi\"\nsprite = { image = \"p.png\" }");
+        assert_fails(&video, "sprite = ", &["`source.sprite`"]);
     }
 
     #[test]

@@ -143,6 +143,7 @@ impl Deployment {
                 auto_exposure,
                 test_pattern,
                 video,
+                sprite,
                 ..
             } => {
                 use crate::config::SensorPattern;
@@ -163,6 +164,7 @@ impl Deployment {
                         auto_exposure: *auto_exposure,
                         bus: bus.clone(),
                         video: video.clone(),
+                        sprite: sprite.clone(),
                     },
                 )?)
             }

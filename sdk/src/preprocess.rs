@@ -74,6 +74,30 @@ impl RgbFrame {
     pub fn into_raw(self) -> Vec<u8> {
         self.data
     }
+    /// The part inside `bbox` (normalised `[x0, y0, x1, y1]`, as detections report it, clamped to
+    /// the frame), as a new frame.
+    ///
+    /// # Errors
+    /// [`Error::Frame`] when the box is empty after clamping.
+    pub fn crop(&self, bbox: [f32; 4]) -> Result<RgbFrame> {
+        let (w, h) = (self.width as f32, self.height as f32);
+        let px = |v: f32, side: f32| (v.clamp(0.0, 1.0) * side).round() as usize;
+        let (x0, y0, x1, y1) = (
+            px(bbox[0], w),
+            px(bbox[1], h),
+            px(bbox[2], w),
+            px(bbox[3], h),
+        );
+        if x1 <= x0 || y1 <= y0 {
+            return Err(Error::Frame(format!("crop box {bbox:?} is empty")));
+        }
+        let stride = self.width as usize * 3;
+        let mut data = Vec::with_capacity((x1 - x0) * (y1 - y0) * 3);
+        for row in self.data.chunks_exact(stride).skip(y0).take(y1 - y0) {
+            data.extend_from_slice(row.get(x0 * 3..x1 * 3).unwrap_or_default());
+        }
+        RgbFrame::new((x1 - x0) as u32, (y1 - y0) as u32, data)
+    }
 }
 
 impl<'a> RgbView<'a> {
@@ -315,6 +339,21 @@ fn resize_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crop_takes_the_pixels_inside_the_box() -> Result<()> {
+        // 4x2, pixel (x, y) = [x, y, 7]
+        let data = (0..2u8)
+            .flat_map(|y| (0..4u8).flat_map(move |x| [x, y, 7]))
+            .collect();
+        let f = RgbFrame::new(4, 2, data)?;
+        let c = f.crop([0.25, 0.5, 0.75, 1.0])?;
+        assert_eq!((c.width(), c.height()), (2, 1));
+        assert_eq!(c.data(), &[1, 1, 7, 2, 1, 7]);
+        assert!(f.crop([0.5, 0.5, 0.5, 1.0]).is_err());
+        assert_eq!(f.crop([-1.0, -1.0, 2.0, 2.0])?.data(), f.data());
+        Ok(())
+    }
 
     fn spec(w: u32, h: u32, layout: Layout, dtype: DType, resize: Resize) -> InputSpec {
         InputSpec {

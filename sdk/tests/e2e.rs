@@ -415,3 +415,67 @@ fn a_v4l2_camera_that_is_not_there_is_a_setup_error_naming_the_device() {
     assert!(stderr.contains("ocellus devices"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn ocellus_run_on_the_simulated_sensor_sends_a_line_crossing_to_the_broker() {
+    // a person cut out of real footage by the real detector walks through the simulated scene
+    let photo = ocellus::load_rgb(common::footage("messi5.jpg")).unwrap();
+    let card = ocellus::card::ModelCard::builtin_ssd().unwrap();
+    let person = ocellus::infer::Detector::new(common::runtime(), &card, &Default::default())
+        .unwrap()
+        .detect(&photo.as_view())
+        .unwrap()
+        .into_iter()
+        .filter(|d| &*d.label == "person")
+        .max_by(|a, b| a.score.total_cmp(&b.score))
+        .expect("a person in messi5.jpg");
+    let crop = photo.crop(person.bbox).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("walker.png");
+    image::save_buffer(
+        &png,
+        crop.data(),
+        crop.width(),
+        crop.height(),
+        image::ColorType::Rgb8,
+    )
+    .unwrap();
+
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, "e2e/#");
+    // the config's line is x = 0.75 for y in 0.3..0.75: walk at a height whose feet cross it
+    let cfg = config_with_source(
+        dir.path(),
+        broker.port,
+        "e2e-walker",
+        &format!(
+            "kind = \"sensor\"\nmode = \"640x480\"\nfps = 10\nexposure_us = 48000\nsprite = {{ image = \"{}\", from = [0.35, 0.35], to = [0.95, 0.35], size = 0.5, walk_s = 6 }}",
+            png.display()
+        ),
+    );
+    let out = common::bin()
+        .args(["run", "--frames", "80", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        sub.wait_for(Duration::from_secs(5), |l| {
+            events(l, "e2e-walker")
+                .iter()
+                .any(|(t, _)| t.ends_with("/line_crossed"))
+        }),
+        "{stderr}\n{:?}",
+        sub.lines()
+    );
+    let crossings: Vec<serde_json::Value> = events(&sub.lines(), "e2e-walker")
+        .into_iter()
+        .filter(|(t, _)| t.ends_with("/line_crossed"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(crossings.len(), 1, "{crossings:?}\n{stderr}");
+    assert_eq!(crossings[0]["rule"], "walkway");
+    // a = (0.75, 0.3) above b = (0.75, 0.75): left to right is b_to_a
+    assert_eq!(crossings[0]["direction"], "b_to_a");
+}

@@ -24,7 +24,7 @@ use super::{Frame, Source, SourceStats, sleep_until};
 use crate::error::{Error, Result};
 use crate::preprocess::RgbFrame;
 
-pub use crate::config::SensorBus;
+pub use crate::config::{SensorBus, SpriteConfig};
 
 /// What to program into the sensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +45,8 @@ pub struct SensorSettings {
     pub bus: SensorBus,
     /// The V4L2 node that delivers the pixels (a device bus only).
     pub video: Option<PathBuf>,
+    /// A picture walking through the simulated scene (the simulator only).
+    pub sprite: Option<SpriteConfig>,
 }
 
 impl SensorSettings {
@@ -59,6 +61,7 @@ impl SensorSettings {
             auto_exposure: false,
             bus: SensorBus::Sim,
             video: None,
+            sprite: None,
         }
     }
 }
@@ -192,6 +195,127 @@ pub fn mean_brightness(frame: &RgbFrame) -> f64 {
     if n == 0 { 0.0 } else { sum as f64 / n as f64 }
 }
 
+/// The part of the pixel array a sensor reads out, in array pixels, from its registers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    /// First column.
+    pub x0: f32,
+    /// First row.
+    pub y0: f32,
+    /// One past the last column.
+    pub x1: f32,
+    /// One past the last row.
+    pub y1: f32,
+}
+
+impl Window {
+    /// The window the simulated sensor is programmed with now.
+    ///
+    /// # Errors
+    /// [`Error::Device`] if a window register is outside the simulator's map.
+    pub fn of(sim: &SimHandle) -> Result<Window> {
+        use ocellus_imx219::registers as r;
+        let reg = |a| {
+            sim.register_u16(a)
+                .map(f32::from)
+                .map_err(|e| Error::Device {
+                    device: "IMX219 (simulated)".into(),
+                    message: format!("window register {a:#06x}: {e}"),
+                })
+        };
+        Ok(Window {
+            x0: reg(r::X_ADDR_START)?,
+            y0: reg(r::Y_ADDR_START)?,
+            x1: reg(r::X_ADDR_END)? + 1.0,
+            y1: reg(r::Y_ADDR_END)? + 1.0,
+        })
+    }
+
+    fn normalise(&self, ax: f32, ay: f32) -> (f32, f32) {
+        (
+            (ax - self.x0) / (self.x1 - self.x0),
+            (ay - self.y0) / (self.y1 - self.y0),
+        )
+    }
+}
+
+/// A picture moving in a straight line across a plain background, as the simulated sensor's
+/// [`Scene`](ocellus_imx219_sim::Scene): positions are fractions of the output frame, the motion
+/// follows the sensor's clock (so it does not depend on how fast frames are consumed), and the
+/// brightness still follows exposure and gain.
+#[derive(Debug, Clone)]
+pub struct Sprite {
+    pixels: Vec<[f32; 3]>,
+    width: usize,
+    height: usize,
+    window: Window,
+    motion: SpriteConfig,
+    /// Reflectance of the background.
+    pub background: [f32; 3],
+}
+
+impl Sprite {
+    /// `image` walking as `motion` says, for a sensor reading out `window`.
+    pub fn new(image: &RgbFrame, window: Window, motion: &SpriteConfig) -> Sprite {
+        let pixels = image
+            .data()
+            .chunks_exact(3)
+            .map(|p| {
+                [
+                    f32::from(p[0]) / 255.0,
+                    f32::from(p[1]) / 255.0,
+                    f32::from(p[2]) / 255.0,
+                ]
+            })
+            .collect();
+        Sprite {
+            pixels,
+            width: image.width() as usize,
+            height: image.height() as usize,
+            window,
+            motion: motion.clone(),
+            background: [0.42, 0.45, 0.4],
+        }
+    }
+
+    /// The sprite's centre at sensor time `t`, as fractions of the frame.
+    pub fn centre(&self, t: Duration) -> (f32, f32) {
+        let m = &self.motion;
+        let k = if m.walk.is_zero() {
+            1.0
+        } else {
+            (t.as_secs_f32() / m.walk.as_secs_f32()).min(1.0)
+        };
+        (
+            m.from[0] + (m.to[0] - m.from[0]) * k,
+            m.from[1] + (m.to[1] - m.from[1]) * k,
+        )
+    }
+}
+
+impl ocellus_imx219_sim::Scene for Sprite {
+    fn reflectance(&self, ax: f32, ay: f32, t: Duration) -> [f32; 3] {
+        let (fx, fy) = self.window.normalise(ax, ay);
+        let (cx, cy) = self.centre(t);
+        let w = &self.window;
+        let frame_aspect = (w.x1 - w.x0) / (w.y1 - w.y0);
+        let sh = self.motion.size;
+        let sw = sh * self.width as f32 / self.height.max(1) as f32 / frame_aspect;
+        let (u, v) = ((fx - cx) / sw + 0.5, (fy - cy) / sh + 0.5);
+        if !(0.0..1.0).contains(&u) || !(0.0..1.0).contains(&v) {
+            return self.background;
+        }
+        let (px, py) = (
+            (u * self.width as f32) as usize,
+            (v * self.height as f32) as usize,
+        );
+        self.pixels
+            .get(py * self.width + px)
+            .copied()
+            .unwrap_or(self.background)
+    }
+}
+
 enum Pixels {
     Sim(SimHandle),
     Camera(Box<dyn Source>),
@@ -286,6 +410,11 @@ impl SensorSource {
         let delay = handle.delay();
         let name = "IMX219 (simulated)";
         let cam = bring_up(name, sim, delay, settings)?;
+        if let Some(sp) = &settings.sprite {
+            let image = crate::load_rgb(&sp.image)?;
+            let window = Window::of(&handle)?;
+            handle.set_scene(std::sync::Arc::new(Sprite::new(&image, window, sp)));
+        }
         Ok(Self::assemble(
             Box::new(cam),
             Pixels::Sim(handle.clone()),
