@@ -153,6 +153,26 @@ pub enum Error {
         message: String,
     },
 
+    /// The on-disk event queue cannot be used (directory missing, read-only, full, locked by another
+    /// process, or damaged beyond the torn tail it repairs itself).
+    #[error("event queue {dir}: {message}")]
+    Queue {
+        /// The queue directory (`queue.dir`).
+        dir: PathBuf,
+        /// What went wrong and what to do.
+        message: String,
+    },
+
+    /// The broker or the TLS set-up refused us in a way retrying will not fix (wrong CA, wrong
+    /// password, a client certificate the broker does not accept).
+    #[error("MQTT broker {broker}: {message}")]
+    Broker {
+        /// `host:port`.
+        broker: String,
+        /// What went wrong and which config key to check. Never contains a secret.
+        message: String,
+    },
+
     /// Any other I/O failure, with the path involved.
     #[error("{path}: {source}")]
     Io {
@@ -167,7 +187,10 @@ impl Error {
     /// Who has to act to fix this error.
     pub fn fault(&self) -> Fault {
         match self {
-            Error::Runtime(_) | Error::Device { .. } => Fault::Environment,
+            Error::Runtime(_)
+            | Error::Device { .. }
+            | Error::Queue { .. }
+            | Error::Broker { .. } => Fault::Environment,
             Error::CardRead { .. }
             | Error::CardParse { .. }
             | Error::CardInvalid { .. }

@@ -35,7 +35,9 @@ pub mod publish;
 pub mod rules;
 pub mod runtime;
 pub mod source;
+pub mod spool;
 pub mod track;
+pub mod transport;
 
 pub use error::{Error, Fault, Result};
 pub use preprocess::{RgbFrame, RgbView};
