@@ -1,8 +1,95 @@
-//! The durable on-disk event queue (store-and-forward). SKELETON: the interface is fixed, the
-//! implementation is being written.
+//! The durable on-disk event queue (store-and-forward) between the event pipeline and MQTT.
+//!
+//! Every event is appended here before it is offered to the broker and removed only after the
+//! broker's PUBACK ([`Spool::ack`]). The queue is one directory (`queue.dir`), used by one process
+//! at a time.
+//!
+//! # Durability
+//!
+//! * When [`Spool::append`] returns [`Append::Stored`], the record has been handed to the kernel
+//!   with `write(2)` (there is no user-space buffer): a `kill -9` or a crash of this process
+//!   cannot lose it.
+//! * Segment data is fsynced (`fdatasync`) lazily, in [`Spool::append`] and [`Spool::maintain`],
+//!   once `fsync_interval` has passed since the first unsynced append; [`Duration::ZERO`] fsyncs
+//!   inside every append, and [`Spool::sync`] fsyncs at once. **Power loss** (or a kernel crash)
+//!   can therefore lose the records appended in the last `fsync_interval` (plus the time until
+//!   the next `append`/`maintain` call, 50 ms in the publisher); everything older is on disk.
+//! * The acknowledgement position is persisted at most every `fsync_interval` (in `maintain`)
+//!   and in [`Spool::sync`]. After a crash, records acknowledged since the last persist are
+//!   handed out again: delivery is at least once (the same bytes, so the same event id). After
+//!   [`Spool::sync`] (or dropping the [`Spool`], which syncs) nothing acknowledged is sent again.
+//!
+//! # Files
+//!
+//! * `lock`: held with an exclusive lock ([`File::try_lock`]) while the queue is open; holds the
+//!   pid of its owner (informational).
+//! * `NNNNNNNNNNNNNNNNNNNN.seg`: segments, named by the seq of their first record (20 decimal
+//!   digits), records in increasing seq order. A new segment is started when the next record
+//!   would take the current one past `segment_bytes`. A segment whose records are all
+//!   acknowledged or removed is deleted (right after the ack position covering it is persisted);
+//!   the segment being appended to is kept.
+//! * `ack`: the acknowledgement position, replaced atomically (`ack.tmp`, fsync, rename, fsync of
+//!   the directory).
+//!
+//! A segment record, little-endian, no padding (framed size = 8 + `len`):
+//!
+//! ```text
+//! len u32 | crc32 u32 | seq u64 | appended_unix_ms u64 | topic_len u16 | topic | payload
+//! ```
+//!
+//! `len` counts the bytes after the crc (18 + topic + payload); the crc32 (IEEE, `crc32fast`)
+//! covers exactly those bytes. The topic is UTF-8.
+//!
+//! The `ack` file, little-endian:
+//!
+//! ```text
+//! "OCSA" | version u32 = 1 | low_water u64 | next_seq u64 | n u32
+//!        | n × (start u64, end u64) | crc32 u32
+//! ```
+//!
+//! Every seq below `low_water` is acknowledged or removed, and so is every seq in the half-open
+//! ranges `[start, end)` above it (acknowledgements that arrived out of order, removals);
+//! `next_seq` is the next seq to use, so seqs are not reused even when every segment has been
+//! deleted. The crc covers everything before it. A missing or damaged `ack` file only means that
+//! records are sent again.
+//!
+//! # Recovery at [`Spool::open`]
+//!
+//! Every segment is read and checked (length, crc, seq order, UTF-8 topic). A damaged record in
+//! the newest segment (a torn write: short, bad crc, absurd length, zeros) ends it: the file is
+//! truncated at the last good record and appending continues there. Damage inside an older
+//! segment skips the rest of that segment. Each damaged place counts once in
+//! [`SpoolStats::torn`] / [`OpenReport::torn`]; none of this is fatal. The unacknowledged records
+//! are then handed out first, in seq order, with their original bytes. (The seq of a record lost
+//! in a torn tail may be given to a new record: it was never durable.)
+//!
+//! # Bounds
+//!
+//! * `max_bytes` bounds the framed bytes of unacknowledged records ([`WhenFull`] decides what
+//!   happens at the bound; a single record larger than `max_bytes` is refused with an error).
+//! * `max_age` removes older records unsent (in `maintain`, and when handing out). Records
+//!   stamped before 2020 (a device clock not set yet) are not expired by age, so a clock that
+//!   jumps forward at boot does not wipe the queue; `max_bytes` still bounds them.
+//! * Memory: 32 bytes of index per unacknowledged record (plus at most as many for acknowledged
+//!   ones waiting to be compacted out of the index), and a cache of at most 2 MiB of recently
+//!   appended records not handed out yet; other records are read back from the files.
+//! * Disk: the unacknowledged bytes, plus acknowledged records sharing a segment with
+//!   unacknowledged ones; when those exceed `max(max_bytes, 2 × segment_bytes)`, `maintain`
+//!   rewrites the segment holding the most of them with only its unacknowledged records.
+//!
+//! # Use
+//!
+//! A [`Spool`] is `Send`, not `Sync`: the publisher keeps it under a `Mutex`. Calls are short (a
+//! `write(2)`, a read of one record, a binary search); an fsync happens only when due (in
+//! `append`/`maintain`) or in `sync`. [`Spool::rewind`] hands out again every record not
+//! acknowledged, including those handed out before it and still in flight; an ack that arrives
+//! later for one of them still counts, and an ack for a record already removed is ignored.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 
@@ -123,58 +210,2062 @@ pub struct OpenReport {
     pub torn: u64,
 }
 
-/// The queue.
+/// `len u32 | crc32 u32`.
+const HEADER: u64 = 8;
+/// `seq u64 | appended_unix_ms u64 | topic_len u16`.
+const FIXED: u64 = 18;
+const SEG_EXT: &str = "seg";
+const LOCK_FILE: &str = "lock";
+const ACK_FILE: &str = "ack";
+const ACK_TMP: &str = "ack.tmp";
+const PROBE_FILE: &str = "probe.tmp";
+const ACK_MAGIC: &[u8; 4] = b"OCSA";
+const ACK_VERSION: u32 = 1;
+/// magic, version, low_water, next_seq, n.
+const ACK_HEAD: usize = 4 + 4 + 8 + 8 + 4;
+/// Recently appended records kept in memory until handed out.
+const CACHE_BYTES: usize = 2 << 20;
+/// Out-of-order ranges written by the periodic persist (all of them at `sync`).
+const PERIODIC_RANGES: usize = 4096;
+/// Removed entries tolerated inside the index before it is compacted.
+const INDEX_SLACK: usize = 1024;
+/// Wait after a failed segment rewrite (a full disk) before trying again.
+const COMPACT_RETRY: Duration = Duration::from_secs(10);
+/// 2020-01-01T00:00:00Z: older stamps come from an unset clock and are not expired by age.
+const PLAUSIBLE_UNIX_MS: u64 = 1_577_836_800_000;
+
+/// One unacknowledged (or lazily removed) record in the in-memory index.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    seq: u64,
+    appended_ms: u64,
+    /// Byte offset in its segment.
+    offset: u64,
+    /// Framed size (header included).
+    size: u32,
+    removed: bool,
+}
+
 #[derive(Debug)]
+struct Segment {
+    /// The seq in the file name: every record in it has seq ≥ base and < the next segment's base.
+    base: u64,
+    path: PathBuf,
+    file_len: u64,
+    /// Unremoved records in it.
+    live: u64,
+    live_bytes: u64,
+    reader: Option<File>,
+    delete_warned: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Acked,
+    Dropped,
+    Expired,
+    Damaged,
+}
+
+/// The decoded `ack` file.
+#[derive(Debug, Default)]
+struct AckState {
+    low_water: u64,
+    next_seq: u64,
+    ranges: Vec<(u64, u64)>,
+}
+
+/// The queue.
 pub struct Spool {
     cfg: SpoolConfig,
+    /// Holds the directory's lock while open.
+    _lock: File,
+    segments: VecDeque<Segment>,
+    /// Append handle of `segments.back()`; `None`: the next append starts a new segment.
+    writer: Option<File>,
+    /// Records in seq order; the front is never removed (removed ones are popped).
+    index: VecDeque<Entry>,
+    /// Removed entries still inside `index`.
+    index_removed: usize,
+    next_seq: u64,
+    /// `next_unsent` hands out the first unremoved record with seq ≥ cursor.
+    cursor: u64,
+    live_count: u64,
+    live_bytes: u64,
+    disk_bytes: u64,
+    /// Recently appended records not handed out yet, in seq order.
+    cache: VecDeque<Record>,
+    cache_bytes: usize,
+    cache_limit: usize,
+    buf: Vec<u8>,
+    counters: SpoolStats,
+    /// The oldest write (or directory change) not fsynced yet.
+    dirty_since: Option<Instant>,
+    data_dirty: bool,
+    dir_dirty: bool,
+    /// The acknowledgement position changed since it was last persisted.
+    ack_dirty: bool,
+    /// The last persist left out some ranges.
+    ack_partial: bool,
+    last_ack_write: Instant,
+    /// No segment rewrite before this (after a failed one).
+    compact_after: Option<Instant>,
+    /// Added to the wall clock (tests).
+    clock_skew_ms: u64,
+    /// Drop without syncing (tests: a simulated `kill -9`).
+    skip_sync_on_drop: bool,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("dir", &self.cfg.dir)
+            .field("depth", &self.live_count)
+            .field("bytes", &self.live_bytes)
+            .field("next_seq", &self.next_seq)
+            .field("cursor", &self.cursor)
+            .field("segments", &self.segments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn qerr(dir: &Path, message: impl Into<String>) -> Error {
+    Error::Queue {
+        dir: dir.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// "`what` failed: …" with what to do about it.
+fn io_message(what: &str, e: &io::Error) -> String {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull | K::FileTooLarge | K::QuotaExceeded => format!(
+            "{what} failed: the disk is full ({e}); free space on that filesystem or lower \
+             queue.max_mb (events are not stored until then)"
+        ),
+        K::PermissionDenied | K::ReadOnlyFilesystem => format!(
+            "{what} failed: not writable ({e}); give this user write permission on the directory \
+             or set queue.dir to a writable directory"
+        ),
+        _ => format!("{what} failed: {e}; check the disk (free space, `dmesg`) and queue.dir"),
+    }
+}
+
+fn seg_name(base: u64) -> String {
+    format!("{base:020}.{SEG_EXT}")
+}
+
+fn parse_seg_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+fn le_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// A record's body (after `len | crc`), decoded.
+struct Body<'a> {
+    seq: u64,
+    appended_ms: u64,
+    topic: &'a str,
+    payload: &'a [u8],
+}
+
+fn parse_body(body: &[u8]) -> Option<Body<'_>> {
+    let seq = le_u64(body, 0)?;
+    let appended_ms = le_u64(body, 8)?;
+    let topic_len = usize::from(le_u16(body, 16)?);
+    let rest = body.get(FIXED as usize..)?;
+    let topic = std::str::from_utf8(rest.get(..topic_len)?).ok()?;
+    let payload = rest.get(topic_len..)?;
+    Some(Body {
+        seq,
+        appended_ms,
+        topic,
+        payload,
+    })
+}
+
+/// Frame one record into `buf`.
+fn encode(buf: &mut Vec<u8>, seq: u64, appended_ms: u64, topic: &str, payload: &[u8]) {
+    let len = FIXED as usize + topic.len() + payload.len();
+    buf.clear();
+    buf.reserve(HEADER as usize + len);
+    buf.extend_from_slice(&(len as u32).to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&appended_ms.to_le_bytes());
+    buf.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+    buf.extend_from_slice(topic.as_bytes());
+    buf.extend_from_slice(payload);
+    let crc = crc32fast::hash(&buf[HEADER as usize..]);
+    buf[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn encode_ack(state: &AckState) -> Vec<u8> {
+    let mut b = Vec::with_capacity(ACK_HEAD + 16 * state.ranges.len() + 4);
+    b.extend_from_slice(ACK_MAGIC);
+    b.extend_from_slice(&ACK_VERSION.to_le_bytes());
+    b.extend_from_slice(&state.low_water.to_le_bytes());
+    b.extend_from_slice(&state.next_seq.to_le_bytes());
+    b.extend_from_slice(&(state.ranges.len() as u32).to_le_bytes());
+    for (start, end) in &state.ranges {
+        b.extend_from_slice(&start.to_le_bytes());
+        b.extend_from_slice(&end.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn decode_ack(b: &[u8]) -> Option<AckState> {
+    let body_len = b.len().checked_sub(4)?;
+    let body = b.get(..body_len)?;
+    if le_u32(b, body_len)? != crc32fast::hash(body) || body.get(..4)? != ACK_MAGIC {
+        return None;
+    }
+    if le_u32(b, 4)? != ACK_VERSION {
+        return None;
+    }
+    let low_water = le_u64(b, 8)?;
+    let next_seq = le_u64(b, 16)?;
+    let n = le_u32(b, 24)? as usize;
+    if body_len != ACK_HEAD + n.checked_mul(16)? || low_water > next_seq {
+        return None;
+    }
+    let mut ranges = Vec::with_capacity(n);
+    let mut floor = low_water;
+    for i in 0..n {
+        let start = le_u64(b, ACK_HEAD + 16 * i)?;
+        let end = le_u64(b, ACK_HEAD + 16 * i + 8)?;
+        if start < floor || end <= start || end > next_seq {
+            return None;
+        }
+        floor = end;
+        ranges.push((start, end));
+    }
+    Some(AckState {
+        low_water,
+        next_seq,
+        ranges,
+    })
+}
+
+/// `read_exact`, but a short file is `Ok(false)`.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Make sure `dir` is a usable directory.
+fn prepare_dir(dir: &Path) -> Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(qerr(
+            dir,
+            "is not a directory (a file of that name exists); remove the file or set queue.dir \
+             to a directory path",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(dir).map_err(|e| {
+            qerr(
+                dir,
+                format!(
+                    "cannot create the directory ({e}); create it with write permission for \
+                         this user, or set queue.dir to a writable place"
+                ),
+            )
+        }),
+        Err(e) => Err(qerr(
+            dir,
+            format!(
+                "cannot access the directory ({e}); check the permissions of it and its parents, \
+                 or set queue.dir elsewhere"
+            ),
+        )),
+    }
+}
+
+fn take_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| qerr(dir, io_message("creating the lock file `lock`", &e)))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another process".to_string()
+            } else {
+                format!("another process (pid {holder})")
+            };
+            return Err(qerr(
+                dir,
+                format!(
+                    "is locked by {who}: another ocellus is using this queue; stop it, or give \
+                     each instance its own queue.dir"
+                ),
+            ));
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(qerr(
+                dir,
+                format!(
+                    "cannot lock `lock` ({e}); put queue.dir on a local filesystem that supports \
+                     file locks"
+                ),
+            ));
+        }
+    }
+    // informational: who holds it
+    if f.set_len(0).is_ok() {
+        let _ = f.seek(SeekFrom::Start(0));
+        let _ = write!(f, "{}", std::process::id());
+    }
+    Ok(f)
+}
+
+/// Create, write, fsync and remove a file, so an unusable directory is found at open.
+fn probe(dir: &Path) -> io::Result<()> {
+    let path = dir.join(PROBE_FILE);
+    let r = (|| -> io::Result<()> {
+        let mut f = File::create(&path)?;
+        f.write_all(b"ocellus queue probe\n")?;
+        f.sync_all()?;
+        Ok(())
+    })();
+    let _ = fs::remove_file(&path);
+    r
+}
+
+/// A full disk: the queue still opens (so its backlog can be sent and space freed), degraded.
+fn is_full(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull | K::FileTooLarge | K::QuotaExceeded
+    )
 }
 
 impl Spool {
     /// Open (or create) the queue in `cfg.dir`.
+    ///
+    /// Errors ([`Error::Queue`]): the directory cannot be created, is a file, is not writable (a
+    /// test file is created, written and fsynced), is locked by another process, or a segment
+    /// cannot be read. Damaged records are not errors: they are skipped and counted.
     pub fn open(cfg: SpoolConfig) -> Result<(Spool, OpenReport)> {
-        Err(Error::Queue {
-            dir: cfg.dir,
-            message: "not implemented yet".into(),
-        })
+        let dir = cfg.dir.clone();
+        prepare_dir(&dir)?;
+        let lock = take_lock(&dir)?;
+        let mut write_errors = 0;
+        if let Err(e) = probe(&dir) {
+            let message = io_message("writing a test file", &e);
+            if !is_full(&e) {
+                return Err(qerr(&dir, message));
+            }
+            write_errors += 1;
+            tracing::warn!("event queue {}: {message}", dir.display());
+        }
+        let entries = fs::read_dir(&dir)
+            .map_err(|e| qerr(&dir, format!("cannot list the directory ({e})")))?;
+        let mut names = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+            } else if let Some(base) = parse_seg_name(name) {
+                names.push((base, entry.path()));
+            }
+        }
+        names.sort();
+        let ack = match fs::read(dir.join(ACK_FILE)) {
+            Ok(bytes) => match decode_ack(&bytes) {
+                Some(a) => a,
+                None => {
+                    tracing::warn!(
+                        "event queue {}: the `ack` file is damaged; unacknowledged and recently \
+                         acknowledged records are sent again",
+                        dir.display()
+                    );
+                    AckState::default()
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => AckState::default(),
+            Err(e) => return Err(qerr(&dir, format!("cannot read `ack` ({e})"))),
+        };
+        let mut spool = Spool {
+            cfg,
+            _lock: lock,
+            segments: VecDeque::new(),
+            writer: None,
+            index: VecDeque::new(),
+            index_removed: 0,
+            next_seq: 0,
+            cursor: 0,
+            live_count: 0,
+            live_bytes: 0,
+            disk_bytes: 0,
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            cache_limit: CACHE_BYTES,
+            buf: Vec::new(),
+            counters: SpoolStats {
+                write_errors,
+                ..SpoolStats::default()
+            },
+            dirty_since: None,
+            data_dirty: false,
+            dir_dirty: false,
+            ack_dirty: true,
+            ack_partial: false,
+            last_ack_write: Instant::now(),
+            compact_after: None,
+            clock_skew_ms: 0,
+            // until loaded: a failed open must not write an `ack` from a partial index
+            skip_sync_on_drop: true,
+        };
+        spool.load(&names, &ack)?;
+        spool.skip_sync_on_drop = false;
+        // Segments dead now are dead by the `ack` file read above (or damaged), so deleting them
+        // is safe even if this write fails (a full disk: maintain() retries and reports it).
+        if let Err(e) = spool.write_ack(true) {
+            tracing::warn!("{e}");
+        }
+        spool.delete_dead_segments();
+        let report = OpenReport {
+            recovered: spool.live_count,
+            torn: spool.counters.torn,
+        };
+        Ok((spool, report))
+    }
+
+    /// Read every segment, build the index, truncate a torn tail, pick the segment to append to.
+    fn load(&mut self, names: &[(u64, PathBuf)], ack: &AckState) -> Result<()> {
+        let dir = self.cfg.dir.clone();
+        let mut last_seq: Option<u64> = None;
+        let mut max_name: Option<u64> = None;
+        let mut range_at = 0usize;
+        let mut body = Vec::new();
+        let mut appendable = false;
+        for (k, (base, path)) in names.iter().enumerate() {
+            let is_last = k + 1 == names.len();
+            let next_base = names.get(k + 1).map(|n| n.0);
+            max_name = Some(*base);
+            let read_err = |e: io::Error| {
+                qerr(
+                    &dir,
+                    format!(
+                        "cannot read {} ({e}); the queue files must be readable and writable by \
+                         this user",
+                        path.display()
+                    ),
+                )
+            };
+            let file = File::open(path).map_err(read_err)?;
+            let file_len = file.metadata().map_err(read_err)?.len();
+            let mut r = BufReader::with_capacity(256 << 10, file);
+            let mut seg = Segment {
+                base: *base,
+                path: path.clone(),
+                file_len,
+                live: 0,
+                live_bytes: 0,
+                reader: None,
+                delete_warned: false,
+            };
+            let mut off = 0u64;
+            let mut damaged = false;
+            while off < file_len {
+                let mut head = [0u8; HEADER as usize];
+                if file_len - off < HEADER || !read_full(&mut r, &mut head).map_err(read_err)? {
+                    damaged = true;
+                    break;
+                }
+                let len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
+                let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+                let size = HEADER + len;
+                if len < FIXED || size > file_len - off || size > u64::from(u32::MAX) {
+                    damaged = true;
+                    break;
+                }
+                body.resize(len as usize, 0);
+                if !read_full(&mut r, &mut body).map_err(read_err)? || crc32fast::hash(&body) != crc
+                {
+                    damaged = true;
+                    break;
+                }
+                let Some(rec) = parse_body(&body) else {
+                    damaged = true;
+                    break;
+                };
+                let seq = rec.seq;
+                if seq < *base
+                    || last_seq.is_some_and(|l| seq <= l)
+                    || next_base.is_some_and(|nb| seq >= nb)
+                {
+                    damaged = true;
+                    break;
+                }
+                last_seq = Some(seq);
+                while ack.ranges.get(range_at).is_some_and(|r| r.1 <= seq) {
+                    range_at += 1;
+                }
+                let removed =
+                    seq < ack.low_water || ack.ranges.get(range_at).is_some_and(|r| r.0 <= seq);
+                if !removed {
+                    self.index.push_back(Entry {
+                        seq,
+                        appended_ms: rec.appended_ms,
+                        offset: off,
+                        size: size as u32,
+                        removed: false,
+                    });
+                    seg.live += 1;
+                    seg.live_bytes += size;
+                }
+                off += size;
+            }
+            appendable = is_last && !damaged;
+            if damaged {
+                self.counters.torn += 1;
+                if is_last {
+                    let cut = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .and_then(|f| f.set_len(off).and_then(|()| f.sync_data()));
+                    match cut {
+                        Ok(()) => {
+                            tracing::warn!(
+                                "event queue {}: {} has a torn record at byte {off} (a write cut \
+                                 short by a crash or power loss); truncated there",
+                                dir.display(),
+                                path.display()
+                            );
+                            seg.file_len = off;
+                            appendable = true;
+                        }
+                        Err(e) => tracing::warn!(
+                            "event queue {}: {} has a torn record at byte {off} and cannot be \
+                             truncated ({e}); it is skipped from there",
+                            dir.display(),
+                            path.display()
+                        ),
+                    }
+                } else {
+                    tracing::warn!(
+                        "event queue {}: {} is damaged at byte {off}; the rest of it is skipped",
+                        dir.display(),
+                        path.display()
+                    );
+                }
+            }
+            self.live_count += seg.live;
+            self.live_bytes += seg.live_bytes;
+            self.disk_bytes += seg.file_len;
+            self.segments.push_back(seg);
+        }
+        self.next_seq = [
+            ack.next_seq,
+            ack.low_water,
+            last_seq.map_or(0, |s| s.saturating_add(1)),
+            max_name.map_or(0, |s| s.saturating_add(1)),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        if let Some(seg) = self.segments.back()
+            && appendable
+            && seg.file_len < self.cfg.segment_bytes
+        {
+            let f = OpenOptions::new()
+                .append(true)
+                .open(&seg.path)
+                .map_err(|e| {
+                    qerr(
+                        &dir,
+                        io_message("opening the newest segment for writing", &e),
+                    )
+                })?;
+            self.writer = Some(f);
+        }
+        Ok(())
     }
 
     /// Append one message.
-    pub fn append(&mut self, _topic: &str, _payload: &[u8]) -> Result<Append> {
-        Err(Error::Queue {
-            dir: self.cfg.dir.clone(),
-            message: "not implemented yet".into(),
-        })
+    ///
+    /// `Ok(Stored(seq))`: written with `write(2)` (see the module docs for when it is on disk).
+    /// `Ok(Refused)`: full with [`WhenFull::RefuseNew`]. `Err`: nothing was stored: the write
+    /// failed (counted in `write_errors`; the queue stays consistent and later appends try again),
+    /// the record alone is larger than `max_bytes` (counted in `refused_full`), or the topic is
+    /// longer than 65535 bytes. An fsync that fails inside `append` does not make it fail (the
+    /// record is stored); it is counted and reported by the next `maintain`/`sync`.
+    pub fn append(&mut self, topic: &str, payload: &[u8]) -> Result<Append> {
+        if topic.len() > usize::from(u16::MAX) {
+            return Err(qerr(
+                &self.cfg.dir,
+                format!("topic of {} bytes is too long (at most 65535)", topic.len()),
+            ));
+        }
+        let size = HEADER + FIXED + topic.len() as u64 + payload.len() as u64;
+        if size > self.cfg.max_bytes || size > u64::from(u32::MAX) {
+            self.counters.refused_full += 1;
+            return Err(qerr(
+                &self.cfg.dir,
+                format!(
+                    "an event of {size} bytes is larger than the whole queue (queue.max_mb = {} \
+                     bytes); it is not stored: raise queue.max_mb or send smaller events",
+                    self.cfg.max_bytes
+                ),
+            ));
+        }
+        if self.cfg.when_full == WhenFull::RefuseNew && self.live_bytes + size > self.cfg.max_bytes
+        {
+            self.counters.refused_full += 1;
+            return Ok(Append::Refused);
+        }
+
+        let seq = self.next_seq;
+        let now_ms = self.now_ms();
+        // roll to a new segment when this record would take the current one past segment_bytes
+        if self.writer.is_some()
+            && self
+                .segments
+                .back()
+                .is_some_and(|s| s.file_len > 0 && s.file_len + size > self.cfg.segment_bytes)
+        {
+            self.seal_writer();
+        }
+        if self.writer.is_none() {
+            self.start_segment(seq)?;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        encode(&mut buf, seq, now_ms, topic, payload);
+        let written = match self.writer.as_mut() {
+            Some(w) => w.write_all(&buf),
+            None => Err(io::Error::other("no segment open")),
+        };
+        self.buf = buf;
+        if let Err(e) = written {
+            self.write_failed();
+            return Err(qerr(&self.cfg.dir, io_message("writing an event", &e)));
+        }
+
+        let offset = match self.segments.back_mut() {
+            Some(seg) => {
+                let offset = seg.file_len;
+                seg.file_len += size;
+                seg.live += 1;
+                seg.live_bytes += size;
+                offset
+            }
+            None => 0,
+        };
+        self.disk_bytes += size;
+        self.index.push_back(Entry {
+            seq,
+            appended_ms: now_ms,
+            offset,
+            size: size as u32,
+            removed: false,
+        });
+        self.live_count += 1;
+        self.live_bytes += size;
+        self.next_seq = seq + 1;
+        self.counters.appended += 1;
+        self.data_dirty = true;
+        self.dirty_since.get_or_insert_with(Instant::now);
+
+        // make room: the new record alone fits, so this stops before it
+        while self.live_bytes > self.cfg.max_bytes
+            && self.index.front().is_some_and(|e| e.seq != seq)
+        {
+            self.remove_at(0, Why::Dropped);
+        }
+
+        if self.cache_limit > 0 {
+            self.cache_bytes += topic.len() + payload.len() + 64;
+            self.cache.push_back(Record {
+                seq,
+                appended_unix_ms: now_ms,
+                topic: topic.to_owned(),
+                payload: payload.to_vec(),
+            });
+            while self.cache_bytes > self.cache_limit {
+                match self.cache.pop_front() {
+                    Some(r) => self.cache_bytes -= r.topic.len() + r.payload.len() + 64,
+                    None => break,
+                }
+            }
+        }
+
+        if let Err(e) = self.fsync_if_due(false) {
+            // the record is stored (survives kill -9); maintain()/sync() report the fsync failure
+            tracing::warn!("{e}");
+        }
+        Ok(Append::Stored(seq))
+    }
+
+    /// A write into the current segment failed: undo the partial write, or stop appending to that
+    /// segment so the partial record reads as a damaged tail at the next open.
+    fn write_failed(&mut self) {
+        self.counters.write_errors += 1;
+        let Some(seg) = self.segments.back_mut() else {
+            self.writer = None;
+            return;
+        };
+        let undone = match &self.writer {
+            Some(w) => w.set_len(seg.file_len).is_ok(),
+            None => false,
+        };
+        if !undone {
+            if let Some(w) = self.writer.take()
+                && self.data_dirty
+                && w.sync_data().is_err()
+            {
+                self.counters.write_errors += 1;
+            }
+            self.data_dirty = false;
+            let len = fs::metadata(&seg.path).map_or(seg.file_len, |m| m.len());
+            self.disk_bytes = self.disk_bytes - seg.file_len + len;
+            seg.file_len = len;
+            // the seq of the partial record is never used, so no file name can collide
+            self.next_seq += 1;
+        }
+    }
+
+    /// Stop appending to the current segment (fsync it first).
+    fn seal_writer(&mut self) {
+        if let Some(w) = self.writer.take()
+            && self.data_dirty
+        {
+            if let Err(e) = w.sync_data() {
+                self.counters.write_errors += 1;
+                tracing::warn!(
+                    "event queue {}: {}",
+                    self.cfg.dir.display(),
+                    io_message("fsync of a full segment", &e)
+                );
+            }
+            self.data_dirty = false;
+        }
+    }
+
+    fn start_segment(&mut self, base: u64) -> Result<()> {
+        let path = self.cfg.dir.join(seg_name(base));
+        let f = match OpenOptions::new().create_new(true).append(true).open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.counters.write_errors += 1;
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    self.next_seq += 1; // never wedge on a stray file
+                }
+                return Err(qerr(
+                    &self.cfg.dir,
+                    io_message(&format!("creating segment {}", path.display()), &e),
+                ));
+            }
+        };
+        self.segments.push_back(Segment {
+            base,
+            path,
+            file_len: 0,
+            live: 0,
+            live_bytes: 0,
+            reader: None,
+            delete_warned: false,
+        });
+        self.writer = Some(f);
+        self.dir_dirty = true;
+        self.dirty_since.get_or_insert_with(Instant::now);
+        Ok(())
     }
 
     /// The next record not yet handed out since the last [`Spool::rewind`], in seq order.
+    ///
+    /// Records older than `max_age` are removed (counted) instead of handed out. A record that no
+    /// longer reads back intact (damaged on disk after open) is skipped and counted in `torn`.
+    /// `Err`: a segment cannot be read; the same record is tried again at the next call.
     pub fn next_unsent(&mut self) -> Result<Option<Record>> {
-        Ok(None)
+        let now_ms = self.now_ms();
+        loop {
+            let start = self.index.partition_point(|e| e.seq < self.cursor);
+            let Some(i) = (start..self.index.len()).find(|&i| !self.index[i].removed) else {
+                self.cursor = self.next_seq;
+                return Ok(None);
+            };
+            let e = self.index[i];
+            self.cursor = e.seq + 1;
+            if self.is_expired(e.appended_ms, now_ms) {
+                self.remove_at(i, Why::Expired);
+                continue;
+            }
+            while self.cache.front().is_some_and(|r| r.seq < e.seq) {
+                self.pop_cache();
+            }
+            if self.cache.front().is_some_and(|r| r.seq == e.seq)
+                && let Some(rec) = self.pop_cache()
+            {
+                return Ok(Some(rec));
+            }
+            match self.read_record(&e) {
+                Ok(Some(rec)) => return Ok(Some(rec)),
+                Ok(None) => {
+                    tracing::warn!(
+                        "event queue {}: record {} no longer reads back intact; skipped",
+                        self.cfg.dir.display(),
+                        e.seq
+                    );
+                    if let Ok(i) = self.index.binary_search_by_key(&e.seq, |x| x.seq) {
+                        self.remove_at(i, Why::Damaged);
+                    }
+                }
+                Err(err) => {
+                    self.cursor = e.seq;
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    fn pop_cache(&mut self) -> Option<Record> {
+        let r = self.cache.pop_front()?;
+        self.cache_bytes -= r.topic.len() + r.payload.len() + 64;
+        Some(r)
+    }
+
+    /// Read one record back from its segment; `Ok(None)`: it is not intact.
+    fn read_record(&mut self, e: &Entry) -> Result<Option<Record>> {
+        let Some(si) = self.seg_idx(e.seq) else {
+            return Ok(None);
+        };
+        let dir = &self.cfg.dir;
+        let Some(seg) = self.segments.get_mut(si) else {
+            return Ok(None);
+        };
+        let read_err =
+            |err: io::Error| qerr(dir, format!("cannot read {} ({err})", seg.path.display()));
+        let reader = match &mut seg.reader {
+            Some(r) => r,
+            None => seg.reader.insert(File::open(&seg.path).map_err(read_err)?),
+        };
+        let mut buf = vec![0u8; e.size as usize];
+        reader.seek(SeekFrom::Start(e.offset)).map_err(read_err)?;
+        if !read_full(reader, &mut buf).map_err(read_err)? {
+            return Ok(None);
+        }
+        let body = buf.get(HEADER as usize..).unwrap_or_default();
+        if le_u32(&buf, 0) != Some(body.len() as u32)
+            || le_u32(&buf, 4) != Some(crc32fast::hash(body))
+        {
+            return Ok(None);
+        }
+        Ok(parse_body(body).filter(|b| b.seq == e.seq).map(|b| Record {
+            seq: b.seq,
+            appended_unix_ms: b.appended_ms,
+            topic: b.topic.to_owned(),
+            payload: b.payload.to_vec(),
+        }))
     }
 
     /// The broker acknowledged `seq` (any order; unknown or already removed seqs are ignored).
-    pub fn ack(&mut self, _seq: u64) {}
+    pub fn ack(&mut self, seq: u64) {
+        if let Ok(i) = self.index.binary_search_by_key(&seq, |e| e.seq) {
+            self.remove_at(i, Why::Acked);
+        }
+    }
 
     /// Hand out every unacknowledged record again, from the oldest (after a reconnect).
-    pub fn rewind(&mut self) {}
+    ///
+    /// Records handed out before and still unacknowledged are handed out again (an ack for one of
+    /// them that arrives later is still accepted).
+    pub fn rewind(&mut self) {
+        self.cursor = 0;
+    }
 
     /// Periodic work: fsync if due, expire by age, delete acknowledged segments, persist the ack
     /// position.
+    ///
+    /// Cheap when nothing is due (call it every 20–100 ms). `Err`: an fsync, the ack persist or a
+    /// segment rewrite failed (counted in `write_errors`); what could be done was done.
     pub fn maintain(&mut self) -> Result<()> {
-        Ok(())
+        let now_ms = self.now_ms();
+        while let Some(e) = self.index.front() {
+            if !self.is_expired(e.appended_ms, now_ms) {
+                break;
+            }
+            self.remove_at(0, Why::Expired);
+        }
+        let mut result = self.fsync_if_due(false);
+        if (self.ack_dirty || self.ack_partial)
+            && self.last_ack_write.elapsed() >= self.cfg.fsync_interval
+        {
+            match self.write_ack(false) {
+                Ok(()) => self.delete_dead_segments(),
+                Err(e) => result = result.and(Err(e)),
+            }
+        }
+        if let Err(e) = self.compact_if_needed() {
+            result = result.and(Err(e));
+        }
+        result
     }
 
     /// fsync everything now (at shutdown).
+    ///
+    /// Segment data, the directory and the full acknowledgement position (out-of-order acks
+    /// included), then fully acknowledged segments are deleted: a restart after this sends nothing
+    /// that was acknowledged.
     pub fn sync(&mut self) -> Result<()> {
-        Ok(())
+        let mut result = self.fsync_if_due(true);
+        if self.ack_dirty || self.ack_partial {
+            match self.write_ack(true) {
+                Ok(()) => self.delete_dead_segments(),
+                Err(e) => result = result.and(Err(e)),
+            }
+        }
+        result
     }
 
     /// Counters and depth.
     pub fn stats(&self) -> SpoolStats {
-        SpoolStats::default()
+        let now_ms = self.now_ms();
+        SpoolStats {
+            depth: self.live_count,
+            bytes: self.live_bytes,
+            oldest_age_ms: self
+                .index
+                .front()
+                .map(|e| now_ms.saturating_sub(e.appended_ms)),
+            ..self.counters.clone()
+        }
+    }
+
+    /// Unacknowledged records (the `depth` of [`Spool::stats`]).
+    pub fn pending(&self) -> u64 {
+        self.live_count
+    }
+
+    /// Whether every record has been acknowledged or removed.
+    pub fn is_empty(&self) -> bool {
+        self.live_count == 0
     }
 
     /// The configuration it was opened with.
     pub fn config(&self) -> &SpoolConfig {
         &self.cfg
+    }
+
+    fn now_ms(&self) -> u64 {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        wall.saturating_add(self.clock_skew_ms)
+    }
+
+    fn is_expired(&self, appended_ms: u64, now_ms: u64) -> bool {
+        appended_ms >= PLAUSIBLE_UNIX_MS
+            && u128::from(now_ms.saturating_sub(appended_ms)) > self.cfg.max_age.as_millis()
+    }
+
+    /// Every seq below it is acknowledged or removed.
+    fn low_water(&self) -> u64 {
+        self.index.front().map_or(self.next_seq, |e| e.seq)
+    }
+
+    /// The segment holding `seq`: the last one whose base is ≤ seq.
+    fn seg_idx(&self, seq: u64) -> Option<usize> {
+        self.segments
+            .partition_point(|s| s.base <= seq)
+            .checked_sub(1)
+    }
+
+    fn remove_at(&mut self, i: usize, why: Why) {
+        let Some(e) = self.index.get_mut(i) else {
+            return;
+        };
+        if e.removed {
+            return;
+        }
+        e.removed = true;
+        let (seq, size) = (e.seq, u64::from(e.size));
+        self.index_removed += 1;
+        self.live_count = self.live_count.saturating_sub(1);
+        self.live_bytes = self.live_bytes.saturating_sub(size);
+        if let Some(si) = self.seg_idx(seq)
+            && let Some(seg) = self.segments.get_mut(si)
+        {
+            seg.live = seg.live.saturating_sub(1);
+            seg.live_bytes = seg.live_bytes.saturating_sub(size);
+        }
+        match why {
+            Why::Acked => self.counters.acked += 1,
+            Why::Dropped => self.counters.dropped_full += 1,
+            Why::Expired => self.counters.expired += 1,
+            Why::Damaged => self.counters.torn += 1,
+        }
+        self.ack_dirty = true;
+        while self.index.front().is_some_and(|e| e.removed) {
+            self.index.pop_front();
+            self.index_removed -= 1;
+        }
+        if self.index_removed > INDEX_SLACK && self.index_removed > self.index.len() / 2 {
+            self.index.retain(|e| !e.removed);
+            self.index_removed = 0;
+        }
+    }
+
+    fn fsync_if_due(&mut self, force: bool) -> Result<()> {
+        let Some(since) = self.dirty_since else {
+            return Ok(());
+        };
+        if !force && since.elapsed() < self.cfg.fsync_interval {
+            return Ok(());
+        }
+        if self.data_dirty {
+            if let Some(w) = &self.writer
+                && let Err(e) = w.sync_data()
+            {
+                self.counters.write_errors += 1;
+                return Err(qerr(&self.cfg.dir, io_message("fsync of the queue", &e)));
+            }
+            self.data_dirty = false;
+        }
+        if self.dir_dirty {
+            if let Err(e) = sync_dir(&self.cfg.dir) {
+                self.counters.write_errors += 1;
+                return Err(qerr(
+                    &self.cfg.dir,
+                    io_message("fsync of the directory", &e),
+                ));
+            }
+            self.dir_dirty = false;
+        }
+        self.dirty_since = None;
+        Ok(())
+    }
+
+    /// The acknowledgement position: low-water mark and the removed ranges above it.
+    fn ack_state(&self, full: bool) -> (AckState, bool) {
+        let low_water = self.low_water();
+        let mut ranges = Vec::new();
+        let mut partial = false;
+        let contiguous = self.index_removed == 0
+            && match (self.index.front(), self.index.back()) {
+                (Some(f), Some(b)) => b.seq - f.seq + 1 == self.index.len() as u64,
+                _ => true,
+            };
+        let mut prev: Option<u64> = None;
+        if contiguous {
+            prev = self.index.back().map(|e| e.seq);
+        } else {
+            for e in self.index.iter().filter(|e| !e.removed) {
+                if let Some(p) = prev
+                    && e.seq > p + 1
+                {
+                    if !full && ranges.len() >= PERIODIC_RANGES {
+                        partial = true;
+                        break;
+                    }
+                    ranges.push((p + 1, e.seq));
+                }
+                prev = Some(e.seq);
+            }
+        }
+        if !partial
+            && let Some(p) = prev
+            && self.next_seq > p + 1
+        {
+            ranges.push((p + 1, self.next_seq));
+        }
+        let state = AckState {
+            low_water,
+            next_seq: self.next_seq,
+            ranges,
+        };
+        (state, partial)
+    }
+
+    /// Persist the acknowledgement position (tmp + fsync + rename + fsync of the directory).
+    fn write_ack(&mut self, full: bool) -> Result<()> {
+        let (state, partial) = self.ack_state(full);
+        let bytes = encode_ack(&state);
+        let tmp = self.cfg.dir.join(ACK_TMP);
+        let r = (|| -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_data()?;
+            fs::rename(&tmp, self.cfg.dir.join(ACK_FILE))?;
+            sync_dir(&self.cfg.dir)
+        })();
+        self.last_ack_write = Instant::now();
+        if let Err(e) = r {
+            let _ = fs::remove_file(&tmp);
+            self.counters.write_errors += 1;
+            return Err(qerr(
+                &self.cfg.dir,
+                io_message("saving the acknowledgement position (`ack`)", &e),
+            ));
+        }
+        self.ack_dirty = false;
+        self.ack_partial = partial;
+        Ok(())
+    }
+
+    /// Delete segments with nothing unacknowledged left (not the one being appended to). Call only
+    /// right after the ack position was persisted.
+    fn delete_dead_segments(&mut self) {
+        let keep_last = self.writer.is_some();
+        let mut i = 0;
+        let mut removed_any = false;
+        while i < self.segments.len() {
+            let is_writer = keep_last && i + 1 == self.segments.len();
+            let Some(seg) = self.segments.get_mut(i) else {
+                break;
+            };
+            if seg.live > 0 || is_writer {
+                i += 1;
+                continue;
+            }
+            match fs::remove_file(&seg.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    if !seg.delete_warned {
+                        seg.delete_warned = true;
+                        tracing::warn!(
+                            "event queue {}: cannot delete the acknowledged segment {} ({e})",
+                            self.cfg.dir.display(),
+                            seg.path.display()
+                        );
+                    }
+                    i += 1;
+                    continue;
+                }
+            }
+            self.disk_bytes = self.disk_bytes.saturating_sub(seg.file_len);
+            self.segments.remove(i);
+            removed_any = true;
+        }
+        if removed_any {
+            self.dir_dirty = true;
+            self.dirty_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// When acknowledged records that share segments with unacknowledged ones take too much disk,
+    /// rewrite the sealed segment holding the most of them with only its unacknowledged records.
+    fn compact_if_needed(&mut self) -> Result<()> {
+        let limit = self
+            .cfg
+            .max_bytes
+            .max(self.cfg.segment_bytes.saturating_mul(2));
+        if self.disk_bytes.saturating_sub(self.live_bytes) <= limit
+            || self.compact_after.is_some_and(|t| Instant::now() < t)
+        {
+            return Ok(());
+        }
+        let sealed = if self.writer.is_some() {
+            self.segments.len().saturating_sub(1)
+        } else {
+            self.segments.len()
+        };
+        let best = (0..sealed)
+            .filter_map(|i| {
+                let s = self.segments.get(i)?;
+                let garbage = s.file_len.saturating_sub(s.live_bytes);
+                (s.live > 0 && garbage >= s.file_len / 2).then_some((garbage, i))
+            })
+            .max();
+        let Some((_, si)) = best else {
+            return Ok(());
+        };
+        self.compact(si).map_err(|e| {
+            self.counters.write_errors += 1;
+            self.compact_after = Some(Instant::now() + COMPACT_RETRY);
+            qerr(
+                &self.cfg.dir,
+                io_message("rewriting a partly acknowledged segment", &e),
+            )
+        })
+    }
+
+    fn compact(&mut self, si: usize) -> io::Result<()> {
+        let Some(seg) = self.segments.get(si) else {
+            return Ok(());
+        };
+        let base = seg.base;
+        let end = self.segments.get(si + 1).map_or(u64::MAX, |s| s.base);
+        let path = seg.path.clone();
+        let tmp = path.with_extension("seg.tmp");
+        let lo = self.index.partition_point(|e| e.seq < base);
+        let hi = self.index.partition_point(|e| e.seq < end);
+        let mut moved = Vec::new();
+        let r = (|| -> io::Result<u64> {
+            let mut src = File::open(&path)?;
+            let mut out = BufWriter::with_capacity(256 << 10, File::create(&tmp)?);
+            let mut buf = Vec::new();
+            let mut off = 0u64;
+            for i in lo..hi {
+                let Some(e) = self.index.get(i) else { break };
+                if e.removed {
+                    continue;
+                }
+                buf.resize(e.size as usize, 0);
+                src.seek(SeekFrom::Start(e.offset))?;
+                src.read_exact(&mut buf)?;
+                out.write_all(&buf)?;
+                moved.push((i, off));
+                off += u64::from(e.size);
+            }
+            let f = out.into_inner().map_err(|e| e.into_error())?;
+            f.sync_data()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(&self.cfg.dir)?;
+            Ok(off)
+        })();
+        let new_len = match r {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        for (i, off) in moved {
+            if let Some(e) = self.index.get_mut(i) {
+                e.offset = off;
+            }
+        }
+        if let Some(seg) = self.segments.get_mut(si) {
+            self.disk_bytes = self.disk_bytes.saturating_sub(seg.file_len) + new_len;
+            seg.file_len = new_len;
+            seg.reader = None;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spool {
+    /// Syncs (best effort): a dropped queue restarts without re-sending what was acknowledged.
+    fn drop(&mut self) {
+        if !self.skip_sync_on_drop
+            && let Err(e) = self.sync()
+        {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn cfg(dir: &Path) -> SpoolConfig {
+        SpoolConfig {
+            fsync_interval: Duration::ZERO,
+            ..SpoolConfig::new(dir)
+        }
+    }
+
+    /// A `kill -9`: nothing beyond the write syscalls already made.
+    fn crash(mut s: Spool) {
+        s.skip_sync_on_drop = true;
+        drop(s);
+    }
+
+    fn payload(i: u64) -> Vec<u8> {
+        // fixed size, so tests can compute framed sizes
+        let mut p = format!("{{\"id\":\"event-{i:06}\"}}").into_bytes();
+        p.extend_from_slice(&[0, 255, i as u8, b'\n']);
+        p
+    }
+
+    fn stored(r: Result<Append>) -> u64 {
+        match r.unwrap() {
+            Append::Stored(s) => s,
+            Append::Refused => panic!("refused"),
+        }
+    }
+
+    fn drain(s: &mut Spool) -> Vec<Record> {
+        let mut v = Vec::new();
+        while let Some(r) = s.next_unsent().unwrap() {
+            v.push(r);
+        }
+        v
+    }
+
+    fn segs(dir: &Path) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().into_string().ok()?;
+                n.ends_with(".seg")
+                    .then(|| (n, e.metadata().unwrap().len()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn framed(topic: &str, payload: &[u8]) -> u64 {
+        HEADER + FIXED + topic.len() as u64 + payload.len() as u64
+    }
+
+    fn queue_message(e: Error) -> String {
+        match e {
+            Error::Queue { message, .. } => message,
+            other => panic!("not a queue error: {other}"),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, rep) = Spool::open(cfg(d.path())).unwrap();
+        assert_eq!(rep, OpenReport::default());
+        for i in 0..3 {
+            assert_eq!(stored(s.append("a/b/events/line", &payload(i))), i);
+        }
+        let got = drain(&mut s);
+        assert_eq!(got.len(), 3);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.seq, i as u64);
+            assert_eq!(r.topic, "a/b/events/line");
+            assert_eq!(r.payload, payload(i as u64));
+            assert!(r.appended_unix_ms > PLAUSIBLE_UNIX_MS);
+        }
+        assert_eq!(s.next_unsent().unwrap(), None);
+        let st = s.stats();
+        assert_eq!((st.depth, st.appended), (3, 3));
+        assert_eq!(st.bytes, 3 * framed("a/b/events/line", &payload(0)));
+        for i in 0..3 {
+            s.ack(i);
+        }
+        let st = s.stats();
+        assert_eq!((st.depth, st.bytes, st.acked), (0, 0, 3));
+        assert_eq!(st.oldest_age_ms, None);
+        assert!(s.is_empty());
+        // appended after everything was handed out: handed out next
+        assert_eq!(stored(s.append("t", b"x")), 3);
+        assert_eq!(s.next_unsent().unwrap().unwrap().seq, 3);
+    }
+
+    #[test]
+    fn reopen_keeps_order_and_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(cfg(d.path())).unwrap();
+        let mut want = Vec::new();
+        for i in 0..20 {
+            let topic = format!("p/dev/events/t{}", i % 3);
+            stored(s.append(&topic, &payload(i)));
+            want.push((i, topic, payload(i)));
+        }
+        // hand some out (from the cache) and then "kill -9"
+        s.next_unsent().unwrap().unwrap();
+        s.next_unsent().unwrap().unwrap();
+        crash(s);
+        let (mut s, rep) = Spool::open(cfg(d.path())).unwrap();
+        assert_eq!(rep.recovered, 20);
+        assert_eq!(rep.torn, 0);
+        let got = drain(&mut s);
+        let got: Vec<_> = got
+            .into_iter()
+            .map(|r| (r.seq, r.topic, r.payload))
+            .collect();
+        assert_eq!(got, want);
+        // ack some, clean shutdown, reopen: only the rest
+        for i in 0..5 {
+            s.ack(i);
+        }
+        s.sync().unwrap();
+        drop(s);
+        let (mut s, rep) = Spool::open(cfg(d.path())).unwrap();
+        assert_eq!(rep.recovered, 15);
+        let got = drain(&mut s);
+        assert_eq!(got.first().unwrap().seq, 5);
+        assert_eq!(got.len(), 15);
+        assert_eq!(got[0].payload, payload(5));
+    }
+
+    #[test]
+    fn out_of_order_acks_and_low_water() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(cfg(d.path())).unwrap();
+        for i in 0..10 {
+            stored(s.append("t", &payload(i)));
+        }
+        assert_eq!(drain(&mut s).len(), 10);
+        for seq in [5, 3, 9, 0, 1, 2] {
+            s.ack(seq);
+        }
+        assert_eq!(s.low_water(), 4);
+        assert_eq!(s.stats().depth, 4);
+        assert_eq!(s.stats().acked, 6);
+        // duplicates and unknown seqs are ignored
+        s.ack(3);
+        s.ack(0);
+        s.ack(1000);
+        assert_eq!(s.stats().acked, 6);
+        s.ack(4);
+        assert_eq!(s.low_water(), 6);
+        let (state, partial) = s.ack_state(true);
+        assert!(!partial);
+        assert_eq!(state.low_water, 6);
+        assert_eq!(state.ranges, vec![(9, 10)]);
+        // after a clean sync the acked 9 is not sent again
+        s.sync().unwrap();
+        drop(s);
+        let (mut s, rep) = Spool::open(cfg(d.path())).unwrap();
+        assert_eq!(rep.recovered, 3);
+        let seqs: Vec<_> = drain(&mut s).iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![6, 7, 8]);
+    }
+
+    #[test]
+    fn out_of_order_acks_survive_index_compaction() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(SpoolConfig::new(d.path())).unwrap();
+        let n = 4 * INDEX_SLACK as u64;
+        for i in 0..n {
+            stored(s.append("t", &payload(i)));
+        }
+        // every 4th one stuck, the others acked: compaction of the index must keep the gaps
+        for i in (0..n).filter(|i| i % 4 != 0) {
+            s.ack(i);
+        }
+        assert!(s.index.len() < n as usize / 2, "index was compacted");
+        assert_eq!(s.stats().depth, n / 4);
+        let want: Vec<_> = (0..n).step_by(4).collect();
+        let seqs: Vec<_> = drain(&mut s).iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, want);
+        s.sync().unwrap();
+        drop(s);
+        let (mut s, rep) = Spool::open(SpoolConfig::new(d.path())).unwrap();
+        assert_eq!(rep.recovered, n / 4);
+        let seqs: Vec<_> = drain(&mut s).iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, want);
+    }
+
+    #[test]
+    fn rewind_hands_out_unacked_again() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(cfg(d.path())).unwrap();
+        for i in 0..5 {
+            stored(s.append("t", &payload(i)));
+        }
+        for want in 0..3 {
+            assert_eq!(s.next_unsent().unwrap().unwrap().seq, want);
+        }
+        s.ack(0);
+        s.ack(2);
+        s.rewind();
+        let got = drain(&mut s);
+        let seqs: Vec<_> = got.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![1, 3, 4]);
+        // handed out again from disk with the same bytes
+        assert_eq!(got[0].payload, payload(1));
+        assert_eq!(got[1].payload, payload(3));
+        // an ack for a record handed out before the rewind still counts
+        s.ack(1);
+        s.rewind();
+        let seqs: Vec<_> = drain(&mut s).iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![3, 4]);
+    }
+
+    #[test]
+    fn reads_from_disk_without_cache() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(cfg(d.path())).unwrap();
+        s.cache_limit = 0;
+        for i in 0..50 {
+            stored(s.append("t/x", &payload(i)));
+        }
+        assert!(s.cache.is_empty());
+        let got = drain(&mut s);
+        assert_eq!(got.len(), 50);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!((r.seq, &r.payload[..]), (i as u64, &payload(i as u64)[..]));
+        }
+    }
+
+    fn torn_setup(d: &Path) -> (PathBuf, u64) {
+        let (mut s, _) = Spool::open(cfg(d)).unwrap();
+        for i in 0..10 {
+            stored(s.append("t", &payload(i)));
+        }
+        crash(s);
+        let seg = d.join(seg_name(0));
+        let len = fs::metadata(&seg).unwrap().len();
+        (seg, len)
+    }
+
+    fn check_torn(d: &Path, seg: &Path, good_len: u64) {
+        let (mut s, rep) = Spool::open(cfg(d)).unwrap();
+        assert_eq!(
+            rep,
+            OpenReport {
+                recovered: 9,
+                torn: 1
+            }
+        );
+        assert_eq!(s.stats().torn, 1);
+        assert_eq!(fs::metadata(seg).unwrap().len(), good_len, "truncated");
+        let got = drain(&mut s);
+        assert_eq!(got.len(), 9);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!((r.seq, &r.payload[..]), (i as u64, &payload(i as u64)[..]));
+        }
+        // appending continues after the last good record
+        let a = stored(s.append("t", b"after"));
+        assert!(a >= 9);
+        crash(s);
+        let (mut s, rep) = Spool::open(cfg(d)).unwrap();
+        assert_eq!(
+            rep,
+            OpenReport {
+                recovered: 10,
+                torn: 0
+            }
+        );
+        let got = drain(&mut s);
+        assert_eq!(got.last().unwrap().payload, b"after");
+        assert_eq!(got.last().unwrap().seq, a);
+    }
+
+    #[test]
+    fn torn_tail_short() {
+        let d = tempfile::tempdir().unwrap();
+        let (seg, len) = torn_setup(d.path());
+        let one = framed("t", &payload(9));
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(len - 3).unwrap();
+        drop(f);
+        check_torn(d.path(), &seg, len - one);
+    }
+
+    #[test]
+    fn torn_tail_flipped_byte() {
+        let d = tempfile::tempdir().unwrap();
+        let (seg, len) = torn_setup(d.path());
+        let one = framed("t", &payload(9));
+        let mut bytes = fs::read(&seg).unwrap();
+        let at = (len - 5) as usize;
+        bytes[at] ^= 0x40;
+        fs::write(&seg, &bytes).unwrap();
+        check_torn(d.path(), &seg, len - one);
+    }
+
+    #[test]
+    fn torn_tail_zeros_and_absurd_length() {
+        let d = tempfile::tempdir().unwrap();
+        let (seg, len) = torn_setup(d.path());
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5, 6])
+            .unwrap();
+        drop(f);
+        let (mut s, rep) = Spool::open(cfg(d.path())).unwrap();
+        assert_eq!(
+            rep,
+            OpenReport {
+                recovered: 10,
+                torn: 1
+            }
+        );
+        assert_eq!(fs::metadata(&seg).unwrap().len(), len);
+        assert_eq!(drain(&mut s).len(), 10);
+        drop(s);
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[0; 4096]).unwrap();
+        drop(f);
+        let (_s, rep) = Spool::open(cfg(d.path())).unwrap();
+        assert_eq!(
+            rep,
+            OpenReport {
+                recovered: 10,
+                torn: 1
+            }
+        );
+        assert_eq!(fs::metadata(&seg).unwrap().len(), len);
+    }
+
+    #[test]
+    fn damage_in_older_segment_skips_its_rest() {
+        let d = tempfile::tempdir().unwrap();
+        let one = framed("t", &payload(0));
+        let c = SpoolConfig {
+            segment_bytes: 10 * one,
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c.clone()).unwrap();
+        for i in 0..30 {
+            stored(s.append("t", &payload(i)));
+        }
+        crash(s);
+        let files = segs(d.path());
+        assert_eq!(files.len(), 3);
+        // damage record 3 of the first segment (seqs 0..10)
+        let first = d.path().join(&files[0].0);
+        let mut bytes = fs::read(&first).unwrap();
+        bytes[(3 * one + 20) as usize] ^= 1;
+        fs::write(&first, &bytes).unwrap();
+        let (mut s, rep) = Spool::open(c).unwrap();
+        assert_eq!(
+            rep,
+            OpenReport {
+                recovered: 23,
+                torn: 1
+            }
+        );
+        let seqs: Vec<_> = drain(&mut s).iter().map(|r| r.seq).collect();
+        let want: Vec<u64> = (0..3).chain(10..30).collect();
+        assert_eq!(seqs, want);
+        // the older segment is not truncated
+        assert_eq!(fs::metadata(&first).unwrap().len(), 10 * one);
+        assert_eq!(stored(s.append("t", b"x")), 30);
+    }
+
+    #[test]
+    fn segments_roll_and_acked_ones_are_deleted() {
+        let d = tempfile::tempdir().unwrap();
+        let one = framed("t", &payload(0));
+        let c = SpoolConfig {
+            segment_bytes: 4 * one,
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c.clone()).unwrap();
+        for i in 0..10 {
+            stored(s.append("t", &payload(i)));
+        }
+        let names: Vec<_> = segs(d.path()).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            vec![seg_name(0), seg_name(4), seg_name(8)],
+            "named by their first seq"
+        );
+        assert_eq!(segs(d.path())[0].1, 4 * one);
+        // acking the first segment out of order deletes it; the second stays
+        for i in [3, 1, 0, 2, 5] {
+            s.ack(i);
+        }
+        s.maintain().unwrap();
+        let names: Vec<_> = segs(d.path()).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec![seg_name(4), seg_name(8)]);
+        for i in 4..10 {
+            s.ack(i);
+        }
+        s.maintain().unwrap();
+        // only the segment being appended to remains
+        let names: Vec<_> = segs(d.path()).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec![seg_name(8)]);
+        drop(s);
+        let (mut s, rep) = Spool::open(c).unwrap();
+        assert_eq!(rep.recovered, 0);
+        assert_eq!(stored(s.append("t", b"x")), 10);
+    }
+
+    #[test]
+    fn seq_never_reused_after_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let one = framed("t", &payload(0));
+        let c = SpoolConfig {
+            segment_bytes: 2 * one,
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c.clone()).unwrap();
+        for i in 0..5 {
+            stored(s.append("t", &payload(i)));
+        }
+        for i in 0..5 {
+            s.ack(i);
+        }
+        s.sync().unwrap();
+        // make every segment go away: the ack file alone carries next_seq
+        s.writer = None;
+        s.delete_dead_segments();
+        drop(s);
+        assert!(segs(d.path()).is_empty());
+        let (mut s, _) = Spool::open(c.clone()).unwrap();
+        assert_eq!(stored(s.append("t", b"a")), 5);
+        crash(s);
+        // no ack file at all: the segments give it
+        fs::remove_file(d.path().join(ACK_FILE)).unwrap();
+        let (mut s, rep) = Spool::open(c.clone()).unwrap();
+        assert_eq!(rep.recovered, 1);
+        assert_eq!(stored(s.append("t", b"b")), 6);
+        crash(s);
+        // a damaged ack file: ignored (records sent again), seqs still increase
+        fs::write(d.path().join(ACK_FILE), b"OCSA garbage").unwrap();
+        let (mut s, rep) = Spool::open(c).unwrap();
+        assert_eq!(rep.recovered, 2);
+        assert_eq!(stored(s.append("t", b"c")), 7);
+    }
+
+    #[test]
+    fn drop_oldest_at_max_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let one = framed("t", &payload(0));
+        let c = SpoolConfig {
+            max_bytes: 10 * one,
+            segment_bytes: 3 * one,
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c).unwrap();
+        for i in 0..15 {
+            assert_eq!(stored(s.append("t", &payload(i))), i);
+        }
+        let st = s.stats();
+        assert_eq!((st.depth, st.bytes, st.dropped_full), (10, 10 * one, 5));
+        // an ack for a dropped seq is ignored
+        s.ack(2);
+        assert_eq!(s.stats().acked, 0);
+        let got = drain(&mut s);
+        assert_eq!(got.first().unwrap().seq, 5);
+        assert_eq!(got.len(), 10);
+        // segments holding only dropped records are deleted
+        s.maintain().unwrap();
+        assert!(!segs(d.path()).iter().any(|(n, _)| *n == seg_name(0)));
+        // a bigger record drops as many as needed
+        let big = vec![7u8; (3 * one - 1 - framed("t", b"")) as usize];
+        stored(s.append("t", &big));
+        let st = s.stats();
+        assert_eq!(st.dropped_full, 5 + 3);
+        assert!(st.bytes <= 10 * one);
+    }
+
+    #[test]
+    fn refuse_new_at_max_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let one = framed("t", &payload(0));
+        let c = SpoolConfig {
+            max_bytes: 10 * one,
+            when_full: WhenFull::RefuseNew,
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c).unwrap();
+        let mut results = Vec::new();
+        for i in 0..15 {
+            results.push(s.append("t", &payload(i)).unwrap());
+        }
+        let want: Vec<_> = (0..10)
+            .map(Append::Stored)
+            .chain(std::iter::repeat_n(Append::Refused, 5))
+            .collect();
+        assert_eq!(results, want);
+        let st = s.stats();
+        assert_eq!((st.depth, st.refused_full, st.dropped_full), (10, 5, 0));
+        s.ack(4);
+        assert_eq!(s.append("t", &payload(99)).unwrap(), Append::Stored(10));
+        assert_eq!(s.append("t", &payload(99)).unwrap(), Append::Refused);
+        assert_eq!(s.stats().refused_full, 6);
+    }
+
+    #[test]
+    fn record_larger_than_max_bytes_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        for when_full in [WhenFull::DropOldest, WhenFull::RefuseNew] {
+            let dir = d.path().join(when_full.as_str());
+            let c = SpoolConfig {
+                max_bytes: 200,
+                when_full,
+                ..cfg(&dir)
+            };
+            let (mut s, _) = Spool::open(c).unwrap();
+            stored(s.append("t", b"small"));
+            let msg = queue_message(s.append("t", &[1u8; 300]).unwrap_err());
+            assert!(msg.contains("larger than the whole queue"), "{msg}");
+            let st = s.stats();
+            assert_eq!((st.depth, st.refused_full, st.dropped_full), (1, 1, 0));
+            assert_eq!(stored(s.append("t", b"small again")), 1);
+            assert_eq!(drain(&mut s).len(), 2);
+        }
+    }
+
+    #[test]
+    fn max_age_expires_in_maintain_and_when_handing_out() {
+        let d = tempfile::tempdir().unwrap();
+        let c = SpoolConfig {
+            max_age: Duration::from_secs(60),
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c).unwrap();
+        for i in 0..3 {
+            stored(s.append("t", &payload(i)));
+        }
+        s.clock_skew_ms = 61_000;
+        stored(s.append("t", &payload(3)));
+        assert_eq!(s.stats().oldest_age_ms.map(|a| a >= 61_000), Some(true));
+        s.maintain().unwrap();
+        let st = s.stats();
+        assert_eq!((st.depth, st.expired), (1, 3));
+        assert_eq!(s.next_unsent().unwrap().unwrap().seq, 3);
+        // when handing out, without maintain
+        stored(s.append("t", &payload(4)));
+        stored(s.append("t", &payload(5)));
+        s.rewind();
+        s.clock_skew_ms += 61_000;
+        assert_eq!(s.next_unsent().unwrap(), None);
+        assert_eq!(s.stats().expired, 6);
+        assert_eq!(s.stats().depth, 0);
+    }
+
+    #[test]
+    fn second_open_is_refused_by_the_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, _) = Spool::open(cfg(d.path())).unwrap();
+        let msg = queue_message(Spool::open(cfg(d.path())).unwrap_err());
+        assert!(msg.contains("locked"), "{msg}");
+        assert!(msg.contains(&std::process::id().to_string()), "{msg}");
+        drop(s);
+        Spool::open(cfg(d.path())).unwrap();
+    }
+
+    #[test]
+    fn dir_that_is_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("queue");
+        fs::write(&path, b"not a dir").unwrap();
+        let err = Spool::open(cfg(&path)).unwrap_err();
+        assert!(matches!(&err, Error::Queue { dir, .. } if *dir == path));
+        let msg = queue_message(err);
+        assert!(msg.contains("not a directory"), "{msg}");
+        // and a dir under a file cannot be created
+        let msg = queue_message(Spool::open(cfg(&path.join("sub"))).unwrap_err());
+        assert!(msg.contains("cannot"), "{msg}");
+    }
+
+    #[test]
+    fn creates_missing_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("a/b/queue");
+        let (mut s, _) = Spool::open(cfg(&path)).unwrap();
+        stored(s.append("t", b"x"));
+        assert!(path.join(seg_name(0)).is_file());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn write_failure_is_an_error_and_leaves_the_queue_consistent() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(cfg(d.path())).unwrap();
+        stored(s.append("t", &payload(0)));
+        stored(s.append("t", &payload(1)));
+        // the disk fills up
+        s.writer = Some(OpenOptions::new().write(true).open("/dev/full").unwrap());
+        let msg = queue_message(s.append("t", &payload(2)).unwrap_err());
+        assert!(msg.contains("disk is full"), "{msg}");
+        let st = s.stats();
+        assert_eq!((st.depth, st.appended, st.write_errors), (2, 2, 1));
+        // space again: appending goes on, in a new segment
+        let a = stored(s.append("t", &payload(3)));
+        assert!(a > 1);
+        let seqs: Vec<_> = drain(&mut s).iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![0, 1, a]);
+        crash(s);
+        let (mut s, rep) = Spool::open(cfg(d.path())).unwrap();
+        assert_eq!(rep.recovered, 3);
+        let got = drain(&mut s);
+        assert_eq!(got[2].payload, payload(3));
+    }
+
+    #[test]
+    fn partial_write_reads_as_torn() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(cfg(d.path())).unwrap();
+        stored(s.append("t", &payload(0)));
+        // a write cut short that could not be undone
+        let seg = d.path().join(seg_name(0));
+        let mut buf = Vec::new();
+        encode(&mut buf, 1, 0, "t", &payload(1));
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&buf[..buf.len() / 2]).unwrap();
+        s.writer = Some(File::open(&seg).unwrap()); // read-only: the next write fails
+        assert!(s.append("t", &payload(1)).is_err());
+        let a = stored(s.append("t", &payload(2)));
+        crash(s);
+        let (mut s, rep) = Spool::open(cfg(d.path())).unwrap();
+        assert_eq!(
+            rep,
+            OpenReport {
+                recovered: 2,
+                torn: 1
+            }
+        );
+        let got: Vec<_> = drain(&mut s)
+            .into_iter()
+            .map(|r| (r.seq, r.payload))
+            .collect();
+        assert_eq!(got, vec![(0, payload(0)), (a, payload(2))]);
+    }
+
+    #[test]
+    fn partly_acked_segments_are_compacted() {
+        let d = tempfile::tempdir().unwrap();
+        let one = framed("t", &payload(0));
+        let c = SpoolConfig {
+            max_bytes: 20 * one,
+            segment_bytes: 5 * one,
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c.clone()).unwrap();
+        // every 10th record is never acked
+        for i in 0..400 {
+            stored(s.append("t", &payload(i)));
+            if i % 10 != 0 {
+                s.ack(i);
+            }
+            s.maintain().unwrap();
+        }
+        let disk: u64 = segs(d.path()).iter().map(|(_, l)| l).sum();
+        assert!(disk <= 2 * 20 * one + 2 * 5 * one, "disk {disk}");
+        // bounded by max_bytes: drop_oldest removed the oldest stuck ones (making room for a new
+        // record before its ack)
+        let depth = s.stats().depth;
+        assert!((19..=20).contains(&depth), "{depth}");
+        let want: Vec<_> = (400 - 10 * depth..400).step_by(10).collect();
+        let seqs: Vec<_> = drain(&mut s).iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, want);
+        crash(s);
+        let (mut s, rep) = Spool::open(c).unwrap();
+        assert_eq!(rep.torn, 0);
+        let got = drain(&mut s);
+        assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), want);
+        assert!(got.iter().all(|r| r.payload == payload(r.seq)));
+    }
+
+    #[test]
+    fn crash_resends_recent_acks_at_least_once() {
+        let d = tempfile::tempdir().unwrap();
+        let c = SpoolConfig {
+            fsync_interval: Duration::from_secs(3600),
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c.clone()).unwrap();
+        for i in 0..4 {
+            stored(s.append("t", &payload(i)));
+        }
+        s.ack(0);
+        s.ack(1);
+        s.maintain().unwrap(); // not due: nothing persisted
+        crash(s);
+        let (mut s, rep) = Spool::open(c).unwrap();
+        assert_eq!(rep.recovered, 4);
+        assert_eq!(drain(&mut s)[0].payload, payload(0));
+    }
+
+    #[test]
+    fn spool_is_send() {
+        fn send<T: Send>() {}
+        send::<Spool>();
+    }
+
+    /// Throughput of append + next_unsent + ack with the default fsync interval:
+    /// `cargo test -p ocellus --lib --release spool::tests::throughput -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn throughput() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(SpoolConfig::new(d.path())).unwrap();
+        let body = vec![b'x'; 300];
+        let n = 200_000u64;
+        let t = Instant::now();
+        let mut last = Instant::now();
+        let mut inflight = VecDeque::new();
+        for _ in 0..n {
+            stored(s.append("ocellus/cam1/events/line_crossing", &body));
+            while let Some(r) = s.next_unsent().unwrap() {
+                inflight.push_back(r.seq);
+            }
+            // acks lag a window behind, a little out of order
+            while inflight.len() > 100 {
+                let a = inflight.pop_front().unwrap();
+                let b = inflight.pop_front().unwrap();
+                s.ack(b);
+                s.ack(a);
+            }
+            if last.elapsed() >= Duration::from_millis(50) {
+                s.maintain().unwrap();
+                last = Instant::now();
+            }
+        }
+        for seq in inflight {
+            s.ack(seq);
+        }
+        s.sync().unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "live: {n} records of 300 bytes: {:.0} records/s ({:.1} MB/s); {:?}",
+            n as f64 / secs,
+            n as f64 * 300.0 / secs / 1e6,
+            s.stats()
+        );
+        assert!(s.is_empty());
+
+        // a backlog (broker away; 150k × 353 bytes fit in the default 64 MiB), then drained from
+        // disk after a reopen
+        let n = 150_000u64;
+        let t = Instant::now();
+        for _ in 0..n {
+            stored(s.append("ocellus/cam1/events/line_crossing", &body));
+            s.maintain().unwrap();
+        }
+        let append_secs = t.elapsed().as_secs_f64();
+        s.sync().unwrap();
+        drop(s);
+        let t = Instant::now();
+        let (mut s, rep) = Spool::open(SpoolConfig::new(d.path())).unwrap();
+        let open_secs = t.elapsed().as_secs_f64();
+        assert_eq!(rep.recovered, n);
+        let t = Instant::now();
+        while let Some(r) = s.next_unsent().unwrap() {
+            s.ack(r.seq);
+            s.maintain().unwrap();
+        }
+        let drain_secs = t.elapsed().as_secs_f64();
+        println!(
+            "backlog: append {:.0} records/s; reopen {n} records in {:.0} ms; drain from disk \
+             {:.0} records/s",
+            n as f64 / append_secs,
+            open_secs * 1e3,
+            n as f64 / drain_secs
+        );
+        assert!(s.is_empty());
     }
 }
