@@ -10,8 +10,10 @@
 //! ```
 //!
 //! Relative paths in the file (`runtime.onnxruntime`, `source.path`, `source.device`,
-//! `source.video`, `model.card`) are resolved against the directory of the config file, never
-//! against the working directory. The format is
+//! `source.video`, `model.card`, `mqtt.ca_file`, `mqtt.client_cert`, `mqtt.client_key`,
+//! `mqtt.password_file`, `queue.dir`) are resolved against the directory of the config file, never
+//! against the working directory. The TLS files and the password are read (and checked) when the
+//! config is loaded; a password never appears in a message. The format is
 //! documented for pilots in `docs/config.md`; [`Config::example`] is a complete, commented example.
 //!
 //! ```no_run
@@ -44,14 +46,14 @@ use crate::track::TrackerConfig;
 
 /// Largest config file accepted.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
-/// MQTT port used when `mqtt.url` names none.
+/// MQTT port used when an `mqtt://` URL names none.
 pub const DEFAULT_MQTT_PORT: u16 = 1883;
+/// MQTT port used when an `mqtts://` URL names none.
+pub const DEFAULT_MQTTS_PORT: u16 = 8883;
 /// Default `mqtt.topic_prefix`.
 pub const DEFAULT_TOPIC_PREFIX: &str = "ocellus";
 /// Default `mqtt.keep_alive_s`.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
-/// Default `mqtt.max_pending_events`.
-pub const DEFAULT_MAX_PENDING_EVENTS: usize = 10_000;
 /// Default `source.address` of a sensor on a Linux I2C bus: the IMX219's 7-bit address.
 pub const DEFAULT_SENSOR_ADDRESS: u8 = 0x10;
 
@@ -59,6 +61,8 @@ const MAX_DEVICE_ID: usize = 128;
 const MAX_RULE_NAME: usize = 64;
 const MAX_CLIENT_ID: usize = 128;
 const MAX_TOPIC_PREFIX: usize = 256;
+/// Largest `mqtt.password_file` read: a password is on its first line.
+const MAX_PASSWORD_FILE: u64 = 64 << 10;
 const MAX_POLYGON_POINTS: usize = 256;
 const MIN_POLYGON_AREA: f64 = 1e-6;
 const NAME_CHARS: &str = "letters A-Z a-z, digits 0-9, '.', '_' and '-'";
@@ -83,6 +87,10 @@ pub struct Config {
     pub rules: RulesSection,
     /// `[mqtt]`.
     pub mqtt: MqttConfig,
+    /// `[queue]`: the on-disk event queue (defaults when the section is absent).
+    pub queue: QueueConfig,
+    /// `[health]` (defaults when the section is absent).
+    pub health: HealthConfig,
 }
 
 /// `[device]`: who this camera is.
@@ -293,7 +301,7 @@ pub struct RulesSection {
 pub struct MqttConfig {
     /// Broker host name or IP address (IPv6 without the brackets).
     pub host: String,
-    /// Broker port (default 1883).
+    /// Broker port (default 1883, 8883 with `mqtts://`).
     pub port: u16,
     /// Topic prefix, one or more `/`-separated levels (default `ocellus`).
     pub topic_prefix: String,
@@ -301,8 +309,58 @@ pub struct MqttConfig {
     pub client_id: String,
     /// MQTT keep-alive interval.
     pub keep_alive: Duration,
-    /// Most events kept in memory while the broker is unreachable.
-    pub max_pending_events: usize,
+    /// TLS: `Some` exactly when the URL is `mqtts://` (or `ssl://`, `tls://`). Its files were
+    /// read and checked when the config was loaded.
+    pub tls: Option<crate::transport::TlsSettings>,
+    /// `mqtt.username` and the password (`password_file`, `password_env` or `password`).
+    pub credentials: Option<crate::transport::Credentials>,
+    /// `mqtt.allow_insecure`: plaintext `mqtt://` to a host that is not loopback was allowed.
+    pub allow_insecure: bool,
+}
+
+/// `[queue]`: the on-disk event queue. Events wait here until the broker has acknowledged them,
+/// across broker outages and restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The queue directory, resolved against the config file's directory (default:
+    /// `paths::state_dir()/queue/{device.id}`).
+    pub dir: PathBuf,
+    /// Bound on the queue's bytes on disk (`max_mb`, default 64 MiB).
+    pub max_bytes: u64,
+    /// Events older than this are dropped unsent (`max_age_s`, default 7 days).
+    pub max_age: Duration,
+    /// What happens to a new event when the queue is full.
+    pub when_full: crate::spool::WhenFull,
+    /// fsync at most this long after an event (`fsync_ms`; zero: after every event).
+    pub fsync_interval: Duration,
+}
+
+impl QueueConfig {
+    /// The defaults, with the queue in `paths::state_dir()/queue/{device_id}`.
+    pub fn default_for(device_id: &str) -> QueueConfig {
+        QueueConfig {
+            dir: crate::paths::state_dir().join("queue").join(device_id),
+            max_bytes: crate::spool::DEFAULT_MAX_BYTES,
+            max_age: crate::spool::DEFAULT_MAX_AGE,
+            when_full: crate::spool::WhenFull::default(),
+            fsync_interval: crate::spool::DEFAULT_FSYNC_INTERVAL,
+        }
+    }
+}
+
+/// `[health]`: the retained health message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// How often it is published (`interval_s`, default 30 s).
+    pub interval: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> HealthConfig {
+        HealthConfig {
+            interval: crate::health::DEFAULT_INTERVAL,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,6 +379,10 @@ struct RawConfig {
     #[serde(default)]
     rules: Option<Spanned<RawRules>>,
     mqtt: RawMqtt,
+    #[serde(default)]
+    queue: Option<RawQueue>,
+    #[serde(default)]
+    health: Option<RawHealth>,
 }
 
 #[derive(Deserialize)]
@@ -416,7 +478,32 @@ struct RawMqtt {
     topic_prefix: Option<Spanned<String>>,
     client_id: Option<Spanned<String>>,
     keep_alive_s: Option<Spanned<i64>>,
-    max_pending_events: Option<Spanned<i64>>,
+    username: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
+    allow_insecure: Option<Spanned<bool>>,
+    /// Removed: refused with a message saying what replaced it.
+    max_pending_events: Option<Spanned<serde::de::IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    dir: Option<Spanned<String>>,
+    max_mb: Option<Spanned<i64>>,
+    max_age_s: Option<Spanned<i64>>,
+    when_full: Option<Spanned<String>>,
+    fsync_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    interval_s: Option<Spanned<i64>>,
 }
 
 const EXAMPLE: &str = r#"# ocellus deployment config: `ocellus run --config THIS_FILE`.
@@ -464,10 +551,25 @@ dwell_s = 10                    # a `dwell` event after 10 s inside
 labels = ["person"]
 
 [mqtt]
-url = "mqtt://127.0.0.1:1883"
+url = "mqtt://127.0.0.1:1883"   # a broker on this device; across a network: mqtts://HOST (TLS, port 8883)
 topic_prefix = "ocellus"        # events go to ocellus/store-12-entrance/...
 keep_alive_s = 30
-max_pending_events = 10000      # events kept in memory while the broker is unreachable
+# With mqtts://:
+# ca_file = "certs/ca.pem"      # the CA that signed the broker's certificate (default: the system's CAs)
+# client_cert = "certs/store-12-entrance.pem"   # mutual TLS: this camera's certificate...
+# client_key = "certs/store-12-entrance.key"    # ...and its private key
+# username = "store-12-entrance"
+# password_file = "/etc/ocellus/mqtt-password"  # its first line is the password
+
+[queue]                         # events wait on disk until the broker has them
+# dir = "/var/lib/ocellus/queue"  # default: ~/.local/state/ocellus/queue/DEVICE_ID ($OCELLUS_STATE_DIR)
+max_mb = 64                     # bound on the queue on disk
+max_age_s = 604800              # events older than 7 days are dropped unsent
+when_full = "drop_oldest"       # or "refuse_new"
+fsync_ms = 100                  # on disk at most 100 ms after the event (0: at every event)
+
+[health]
+interval_s = 30                 # publish the retained health message every 30 s
 "#;
 
 impl Config {
@@ -536,7 +638,18 @@ impl Config {
             Some(r) => rules(&cx, r, &model, doc.get_ref())?,
             None => RulesSection::default(),
         };
-        let mqtt = mqtt(&cx, &raw.mqtt, &device.id)?;
+        let mqtt = mqtt(&cx, &raw.mqtt, &device.id, &dir)?;
+        let queue = queue(&cx, raw.queue.as_ref(), &device.id, &dir)?;
+        let health = match &raw.health {
+            Some(RawHealth {
+                interval_s: Some(i),
+            }) => HealthConfig {
+                interval: Duration::from_secs(
+                    int_in(&cx, i, "health.interval_s", 1, 86_400)? as u64
+                ),
+            },
+            _ => HealthConfig::default(),
+        };
         Ok(Config {
             path: path.to_path_buf(),
             device,
@@ -546,6 +659,8 @@ impl Config {
             tracker,
             rules,
             mqtt,
+            queue,
+            health,
         })
     }
 
@@ -1210,9 +1325,17 @@ fn rules(
     })
 }
 
-fn mqtt(cx: &Cx<'_>, raw: &RawMqtt, device_id: &str) -> Result<MqttConfig> {
-    let (host, port) =
-        parse_mqtt_url(raw.url.get_ref()).map_err(|m| cx.at(&raw.url, "mqtt.url", m))?;
+fn mqtt(cx: &Cx<'_>, raw: &RawMqtt, device_id: &str, dir: &Path) -> Result<MqttConfig> {
+    if let Some(m) = &raw.max_pending_events {
+        return Err(cx.at(
+            m,
+            "mqtt.max_pending_events",
+            format!(
+                "was removed: events now wait on disk, not in memory; bound them with [queue] max_mb (and max_age_s) and remove this key (see {DOCS})"
+            ),
+        ));
+    }
+    let url = parse_broker_url(raw.url.get_ref()).map_err(|m| cx.at(&raw.url, "mqtt.url", m))?;
     let topic_prefix = match &raw.topic_prefix {
         Some(t) => {
             check_topic_prefix(t.get_ref()).map_err(|m| cx.at(t, "mqtt.topic_prefix", m))?;
@@ -1231,18 +1354,282 @@ fn mqtt(cx: &Cx<'_>, raw: &RawMqtt, device_id: &str) -> Result<MqttConfig> {
         Some(k) => Duration::from_secs(int_in(cx, k, "mqtt.keep_alive_s", 5, 3600)? as u64),
         None => DEFAULT_KEEP_ALIVE,
     };
-    let max_pending_events = match &raw.max_pending_events {
-        Some(m) => int_in(cx, m, "mqtt.max_pending_events", 1, 1_000_000)? as usize,
-        None => DEFAULT_MAX_PENDING_EVENTS,
+    let allow_insecure = raw.allow_insecure.as_ref().is_some_and(|a| *a.get_ref());
+    let tls = if url.tls {
+        if let Some(a) = raw.allow_insecure.as_ref().filter(|a| *a.get_ref()) {
+            return Err(cx.at(
+                a,
+                "mqtt.allow_insecure",
+                "only applies to plaintext mqtt:// URLs; with mqtts:// the broker's certificate is always checked. Remove it",
+            ));
+        }
+        Some(tls_settings(cx, raw, dir)?)
+    } else {
+        let tls_keys = [
+            ("mqtt.ca_file", &raw.ca_file),
+            ("mqtt.client_cert", &raw.client_cert),
+            ("mqtt.client_key", &raw.client_key),
+        ];
+        if let Some((key, v)) = tls_keys
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            .min_by_key(|(_, v)| v.span().start)
+        {
+            return Err(cx.at(
+                v,
+                key,
+                format!(
+                    "only applies to TLS, but `mqtt.url` is \"{}\" (plaintext): use mqtts://{} for TLS, or remove this key",
+                    raw.url.get_ref(),
+                    url_host(&url.host)
+                ),
+            ));
+        }
+        if !allow_insecure && !is_loopback_host(&url.host) {
+            return Err(cx.at(
+                &raw.url,
+                "mqtt.url",
+                format!(
+                    "\"{}\" would send events (and any password) unencrypted over the network: use mqtts://{} (TLS, see {DOCS}), or, on a trusted network only, set `mqtt.allow_insecure = true`",
+                    raw.url.get_ref(),
+                    url_host(&url.host)
+                ),
+            ));
+        }
+        None
     };
+    let credentials = credentials(cx, raw, dir)?;
     Ok(MqttConfig {
-        host,
-        port,
+        host: url.host,
+        port: url.port,
         topic_prefix,
         client_id,
         keep_alive,
-        max_pending_events,
+        tls,
+        credentials,
+        allow_insecure,
     })
+}
+
+/// `mqtts://`: the TLS files, resolved and checked now (they must exist, be readable and hold
+/// what they should), so a problem is reported at start-up with the line of its key.
+fn tls_settings(cx: &Cx<'_>, raw: &RawMqtt, dir: &Path) -> Result<crate::transport::TlsSettings> {
+    let path = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<PathBuf>> {
+        v.as_ref()
+            .map(|v| resolve_path(cx, v, key, dir))
+            .transpose()
+    };
+    let settings = crate::transport::TlsSettings {
+        ca_file: path(&raw.ca_file, "mqtt.ca_file")?,
+        client_cert: path(&raw.client_cert, "mqtt.client_cert")?,
+        client_key: path(&raw.client_key, "mqtt.client_key")?,
+    };
+    crate::transport::rustls_config(&settings).map_err(|e| {
+        let (name, message) = match e {
+            Error::InvalidOption { name, message } => (name, message),
+            other => ("mqtt.url".to_owned(), other.to_string()),
+        };
+        // Point at the key named; when it is absent (a missing half of the client pair, no
+        // ca_file and no system CAs), at the key that needs it, else at the URL.
+        let at = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
+        let span = match name.as_str() {
+            "mqtt.ca_file" => at(&raw.ca_file),
+            "mqtt.client_cert" => at(&raw.client_cert).or_else(|| at(&raw.client_key)),
+            "mqtt.client_key" => at(&raw.client_key).or_else(|| at(&raw.client_cert)),
+            _ => None,
+        }
+        .unwrap_or_else(|| raw.url.span());
+        let message = if message.contains("cannot open it") {
+            format!(
+                "{message}; relative paths are relative to the config file's directory ({})",
+                dir.display()
+            )
+        } else {
+            message
+        };
+        cx.err(Some(span), &name, message)
+    })?;
+    Ok(settings)
+}
+
+/// `mqtt.username` and at most one of `password_file`, `password_env`, `password`.
+fn credentials(
+    cx: &Cx<'_>,
+    raw: &RawMqtt,
+    dir: &Path,
+) -> Result<Option<crate::transport::Credentials>> {
+    use crate::transport::{Credentials, Secret};
+    let mut given: Vec<(&str, &Spanned<String>)> = [
+        ("mqtt.password_file", &raw.password_file),
+        ("mqtt.password_env", &raw.password_env),
+        ("mqtt.password", &raw.password),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    given.sort_by_key(|(_, v)| v.span().start);
+    if let [(first, _), (second, v), ..] = given.as_slice() {
+        return Err(cx.at(
+            v,
+            second,
+            format!(
+                "`{first}` is set too: give the password one way only (`mqtt.password_file`, `mqtt.password_env` or `mqtt.password`)"
+            ),
+        ));
+    }
+    let Some(user) = &raw.username else {
+        return match given.first() {
+            Some((key, v)) => Err(cx.at(
+                v,
+                key,
+                "needs `mqtt.username`: a password goes with a user name; add `username = \"...\"`",
+            )),
+            None => Ok(None),
+        };
+    };
+    let username = user.get_ref();
+    if username.is_empty() {
+        return Err(cx.at(
+            user,
+            "mqtt.username",
+            "is empty; give the user name, or remove the key to connect without one",
+        ));
+    }
+    if username.len() > 65_535 || username.chars().any(char::is_control) {
+        return Err(cx.at(
+            user,
+            "mqtt.username",
+            "must be at most 65535 bytes without control characters",
+        ));
+    }
+    let password = match given.first() {
+        None => None,
+        Some((key, v)) => {
+            let secret = match *key {
+                "mqtt.password_file" => password_from_file(cx, v, dir)?,
+                "mqtt.password_env" => password_from_env(cx, v)?,
+                _ => v.get_ref().clone(),
+            };
+            if secret.is_empty() {
+                let what = match *key {
+                    "mqtt.password_file" => "the first line of the file is empty",
+                    "mqtt.password_env" => "the environment variable is set but empty",
+                    _ => "is empty",
+                };
+                return Err(cx.at(
+                    v,
+                    key,
+                    format!(
+                        "{what}; MQTT sends no empty password: give the password, or remove the key to connect without one"
+                    ),
+                ));
+            }
+            Some(Secret::new(secret))
+        }
+    };
+    Ok(Some(Credentials {
+        username: username.clone(),
+        password,
+    }))
+}
+
+/// `mqtt.password_file`: the first line of the file, without its line ending. Messages name the
+/// file, never its content.
+fn password_from_file(cx: &Cx<'_>, v: &Spanned<String>, dir: &Path) -> Result<String> {
+    let key = "mqtt.password_file";
+    let path = resolve_path(cx, v, key, dir)?;
+    let fail = |what: String| cx.at(v, key, format!("{}: {what}", path.display()));
+    let file = std::fs::File::open(&path).map_err(|e| {
+        fail(format!(
+            "cannot open it: {e}; relative paths are relative to the config file's directory ({})",
+            dir.display()
+        ))
+    })?;
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(fail(
+            "is a directory; give the file whose first line is the password".to_owned(),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PASSWORD_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_PASSWORD_FILE {
+        return Err(fail(format!(
+            "is larger than {MAX_PASSWORD_FILE} bytes; it should hold the password on its first line"
+        )));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| fail("is not UTF-8 text; save the password as UTF-8".to_owned()))?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// `mqtt.password_env`: the value of the environment variable it names.
+fn password_from_env(cx: &Cx<'_>, v: &Spanned<String>) -> Result<String> {
+    let key = "mqtt.password_env";
+    let name = v.get_ref();
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Err(cx.at(
+            v,
+            key,
+            format!(
+                "\"{name}\" is not an environment variable name; give the name of the variable that holds the password, e.g. \"OCELLUS_MQTT_PASSWORD\""
+            ),
+        ));
+    }
+    match std::env::var(name) {
+        Ok(s) => Ok(s),
+        Err(std::env::VarError::NotPresent) => Err(cx.at(
+            v,
+            key,
+            format!(
+                "the environment variable {name} is not set; set it where ocellus starts (e.g. systemd Environment= or EnvironmentFile=)"
+            ),
+        )),
+        Err(std::env::VarError::NotUnicode(_)) => Err(cx.at(
+            v,
+            key,
+            format!("the environment variable {name} is not valid UTF-8"),
+        )),
+    }
+}
+
+/// `[queue]`, defaults for what is absent.
+fn queue(cx: &Cx<'_>, raw: Option<&RawQueue>, device_id: &str, dir: &Path) -> Result<QueueConfig> {
+    let mut q = QueueConfig::default_for(device_id);
+    let Some(raw) = raw else {
+        return Ok(q);
+    };
+    if let Some(d) = &raw.dir {
+        q.dir = resolve_path(cx, d, "queue.dir", dir)?;
+    }
+    if let Some(m) = &raw.max_mb {
+        q.max_bytes = (int_in(cx, m, "queue.max_mb", 1, 1_048_576)? as u64) << 20;
+    }
+    if let Some(a) = &raw.max_age_s {
+        q.max_age = Duration::from_secs(int_in(cx, a, "queue.max_age_s", 60, 31_536_000)? as u64);
+    }
+    if let Some(w) = &raw.when_full {
+        use crate::spool::WhenFull;
+        q.when_full = [WhenFull::DropOldest, WhenFull::RefuseNew]
+            .into_iter()
+            .find(|p| p.as_str() == w.get_ref())
+            .ok_or_else(|| {
+                cx.at(
+                    w,
+                    "queue.when_full",
+                    format!(
+                        "\"{}\": use \"drop_oldest\" (make room by dropping the oldest events) or \"refuse_new\" (keep what is queued, drop new events)",
+                        w.get_ref()
+                    ),
+                )
+            })?;
+    }
+    if let Some(f) = &raw.fsync_ms {
+        q.fsync_interval =
+            Duration::from_millis(int_in(cx, f, "queue.fsync_ms", 0, 10_000)? as u64);
+    }
+    Ok(q)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1595,21 +1982,65 @@ fn check_labels(
     Ok(labels.clone())
 }
 
-/// `mqtt://HOST[:PORT]` → (host, port); the error says how to write it.
+/// A parsed broker URL: `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// Host name or IP address (IPv6 without the brackets).
+    pub host: String,
+    /// Port (default [`DEFAULT_MQTT_PORT`], [`DEFAULT_MQTTS_PORT`] with TLS).
+    pub port: u16,
+    /// `mqtts://` (also `ssl://`, `tls://`): TLS.
+    pub tls: bool,
+}
+
+/// The host as written in a URL: IPv6 addresses in brackets.
+fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// Whether `host` is this machine: `localhost`, 127.0.0.0/8 or `::1` (also as `::ffff:127.x.y.z`).
+/// Plaintext `mqtt://` to any other host needs `mqtt.allow_insecure = true`.
+pub fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_loopback(),
+        Ok(std::net::IpAddr::V6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Plaintext `mqtt://HOST[:PORT]` → (host, port); the error says how to write it. A TLS URL
+/// (`mqtts://`) is refused here: use [`parse_broker_url`] where TLS can be set up.
 pub fn parse_mqtt_url(url: &str) -> std::result::Result<(String, u16), String> {
-    let form = "write it as mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883";
+    let b = parse_broker_url(url)?;
+    if b.tls {
+        return Err(format!(
+            "\"{url}\": TLS (mqtts://) is not available here; give an mqtt:// URL, or use a config file with mqtts:// (see {DOCS})"
+        ));
+    }
+    Ok((b.host, b.port))
+}
+
+/// `mqtt://HOST[:PORT]` (also `tcp://`) or `mqtts://HOST[:PORT]` (also `ssl://`, `tls://`); the
+/// error says how to write it.
+pub fn parse_broker_url(url: &str) -> std::result::Result<BrokerUrl, String> {
+    let form = "write it as mqtts://HOST:PORT (TLS) or mqtt://HOST:PORT, e.g. mqtts://broker.example.com:8883 or mqtt://127.0.0.1:1883";
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!("\"{url}\" is not a URL; {form}"));
     };
-    match scheme.to_ascii_lowercase().as_str() {
-        "mqtt" | "tcp" => {}
-        "mqtts" | "ssl" | "tls" => {
-            return Err(format!(
-                "\"{url}\": {scheme}:// is refused for now: TLS arrives with the delivery issue; use mqtt:// to a broker on a trusted network"
-            ));
-        }
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" | "tls" => true,
         _ => return Err(format!("\"{url}\": unsupported scheme {scheme}://; {form}")),
-    }
+    };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('@') {
         return Err(format!(
@@ -1660,6 +2091,7 @@ pub fn parse_mqtt_url(url: &str) -> std::result::Result<(String, u16), String> {
         ));
     }
     let port = match port {
+        None if tls => DEFAULT_MQTTS_PORT,
         None => DEFAULT_MQTT_PORT,
         Some(p) => match p.parse::<u32>() {
             Ok(n) if (1..=65535).contains(&n) && p.chars().all(|c| c.is_ascii_digit()) => n as u16,
@@ -1670,7 +2102,11 @@ pub fn parse_mqtt_url(url: &str) -> std::result::Result<(String, u16), String> {
             }
         },
     };
-    Ok((host.to_owned(), port))
+    Ok(BrokerUrl {
+        host: host.to_owned(),
+        port,
+        tls,
+    })
 }
 
 fn check_topic_prefix(prefix: &str) -> std::result::Result<(), String> {
@@ -1706,6 +2142,8 @@ fn check_topic_prefix(prefix: &str) -> std::result::Result<(), String> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::spool::WhenFull;
+    use crate::transport::{Credentials, Secret};
 
     fn repo() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -1798,6 +2236,10 @@ url = "mqtt://127.0.0.1:1883"
         assert_eq!(ex.rules.zones.len(), 1);
         assert_eq!(ex.runtime.threads, Some(2));
         assert_eq!(ex.tracker.confirm_hits, 3);
+        assert_eq!(ex.mqtt.tls, None);
+        assert_eq!(ex.queue.max_bytes, 64 << 20);
+        assert_eq!(ex.queue.when_full, WhenFull::DropOldest);
+        assert_eq!(ex.health.interval, Duration::from_secs(30));
     }
 
     #[test]
@@ -1872,13 +2314,31 @@ polygon = [[0.6, 0.6], [0.9, 0.6], [0.75, 0.9]]
 
 [mqtt]
 url = "mqtt://broker.local"
+allow_insecure = true
 topic_prefix = "acme/stores"
 client_id = "cam-12"
 keep_alive_s = 60
-max_pending_events = 500
+username = "cam-12"
+password_file = "secrets/mqtt-password"
+
+[queue]
+dir = "spool"
+max_mb = 8
+max_age_s = 3600
+when_full = "refuse_new"
+fsync_ms = 0
+
+[health]
+interval_s = 5
 "#;
         let path = dir.path().join("site.toml");
         std::fs::write(&path, text).unwrap();
+        std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+        std::fs::write(
+            dir.path().join("secrets/mqtt-password"),
+            "s3cret pw\nignored\n",
+        )
+        .unwrap();
         let c = Config::load(&path).unwrap();
         let d = dir.path();
         assert_eq!(c.path, path);
@@ -1965,8 +2425,28 @@ max_pending_events = 500
                 topic_prefix: "acme/stores".into(),
                 client_id: "cam-12".into(),
                 keep_alive: Duration::from_secs(60),
-                max_pending_events: 500,
+                tls: None,
+                credentials: Some(Credentials {
+                    username: "cam-12".into(),
+                    password: Some(Secret::new("s3cret pw")),
+                }),
+                allow_insecure: true,
             }
+        );
+        assert_eq!(
+            c.queue,
+            QueueConfig {
+                dir: d.join("spool"),
+                max_bytes: 8 << 20,
+                max_age: Duration::from_secs(3600),
+                when_full: WhenFull::RefuseNew,
+                fsync_interval: Duration::ZERO,
+            }
+        );
+        assert_eq!(c.health.interval, Duration::from_secs(5));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the password is printed"
         );
     }
 
@@ -2005,7 +2485,20 @@ url = "mqtt://[::1]"
         assert_eq!(c.mqtt.topic_prefix, "ocellus");
         assert_eq!(c.mqtt.client_id, "ocellus-cam");
         assert_eq!(c.mqtt.keep_alive, DEFAULT_KEEP_ALIVE);
-        assert_eq!(c.mqtt.max_pending_events, DEFAULT_MAX_PENDING_EVENTS);
+        assert_eq!(c.mqtt.tls, None);
+        assert_eq!(c.mqtt.credentials, None);
+        assert!(!c.mqtt.allow_insecure);
+        assert_eq!(
+            c.queue,
+            QueueConfig {
+                dir: crate::paths::state_dir().join("queue").join("cam"),
+                max_bytes: 64 << 20,
+                max_age: Duration::from_secs(604_800),
+                when_full: WhenFull::DropOldest,
+                fsync_interval: Duration::from_millis(100),
+            }
+        );
+        assert_eq!(c.health.interval, Duration::from_secs(30));
     }
 
     #[test]
@@ -2307,12 +2800,6 @@ url = "mqtt://[::1]"
 
     #[test]
     fn mqtt_url_and_topic_are_checked() {
-        let text = edit("mqtt://127.0.0.1:1883", "mqtts://127.0.0.1:8883");
-        assert_fails(
-            &text,
-            "mqtts://",
-            &["`mqtt.url`", "TLS arrives with the delivery issue"],
-        );
         for (bad, why) in [
             ("127.0.0.1:1883", "not a URL"),
             ("mqtt://127.0.0.1:0", "1..=65535"),
@@ -2325,7 +2812,11 @@ url = "mqtt://[::1]"
             let text = edit("mqtt://127.0.0.1:1883", bad);
             assert_fails(&text, "url = ", &["`mqtt.url`", why]);
         }
-        let c = Config::parse(&edit("127.0.0.1:1883", "10.1.2.3:2883"), &site()).unwrap();
+        let c = Config::parse(
+            &edit("127.0.0.1:1883\"", "10.1.2.3:2883\"\nallow_insecure = true"),
+            &site(),
+        )
+        .unwrap();
         assert_eq!((c.mqtt.host.as_str(), c.mqtt.port), ("10.1.2.3", 2883));
         for (bad, why) in [
             ("ocellus/+", "'+'"),
@@ -2351,15 +2842,21 @@ url = "mqtt://[::1]"
             "keep_alive_s",
             &["`mqtt.keep_alive_s`", "1 is outside 5..=3600"],
         );
-        let text = edit(
-            "url = \"mqtt://127.0.0.1:1883\"",
-            "url = \"mqtt://127.0.0.1:1883\"\nmax_pending_events = 0",
-        );
-        assert_fails(
-            &text,
-            "max_pending_events",
-            &["`mqtt.max_pending_events`", "1..=1000000"],
-        );
+        for removed in ["0", "10000", "\"many\""] {
+            let text = edit(
+                "url = \"mqtt://127.0.0.1:1883\"",
+                &format!("url = \"mqtt://127.0.0.1:1883\"\nmax_pending_events = {removed}"),
+            );
+            assert_fails(
+                &text,
+                "max_pending_events",
+                &[
+                    "`mqtt.max_pending_events`",
+                    "was removed: events now wait on disk",
+                    "[queue] max_mb",
+                ],
+            );
+        }
     }
 
     #[test]
@@ -2799,6 +3296,545 @@ url = "mqtt://[::1]"
         match Config::load(&huge) {
             Err(Error::Config { message, .. }) => assert!(message.contains("larger"), "{message}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// BASE with its `[mqtt]` section replaced by `body`.
+    fn with_mqtt(body: &str) -> String {
+        edit(
+            "[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n",
+            &format!("[mqtt]\n{body}\n"),
+        )
+    }
+
+    /// A config at `dir/site.toml` with `[mqtt]` = `body` (and `extra` sections): parse it.
+    fn parse_in(dir: &Path, body: &str, extra: &str) -> Result<Config> {
+        let card = repo().join("models/ssd-mobilenet-v2-coco.toml");
+        let text = format!(
+            "[device]\nid = \"cam\"\n[source]\nkind = \"synthetic\"\n[model]\ncard = \"{}\"\n[mqtt]\n{body}\n{extra}",
+            card.display()
+        );
+        Config::parse(&text, &dir.join("site.toml"))
+    }
+
+    /// The message of a config error, with the 1-based line of the first line of `text`
+    /// containing `marker` checked.
+    fn fails_in(dir: &Path, body: &str, marker: &str, parts: &[&str]) -> String {
+        let text_line = 8 + body
+            .lines()
+            .position(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("`{marker}` not in the body"));
+        match parse_in(dir, body, "") {
+            Ok(_) => panic!("parsed, but should have failed:\n{body}"),
+            Err(Error::Config { line, message, .. }) => {
+                assert_eq!(line, Some(text_line), "{message}");
+                for p in parts {
+                    assert!(message.contains(p), "`{p}` not in: {message}");
+                }
+                message
+            }
+            Err(other) => panic!("not a config error: {other}"),
+        }
+    }
+
+    /// A CA certificate, and a client certificate with its key, made by the openssl CLI.
+    fn pki(dir: &Path) {
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("the openssl CLI is needed by these tests");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for (key, cert, cn) in [
+            ("ca.key", "ca.pem", "test-ca"),
+            ("cam.key", "cam.pem", "cam"),
+            ("other.key", "other.pem", "other"),
+        ] {
+            run(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                key,
+                "-out",
+                cert,
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={cn}"),
+            ]);
+        }
+    }
+
+    #[test]
+    fn mqtts_urls_take_tls_files_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("certs")).unwrap();
+        pki(&d.join("certs"));
+        let c = parse_in(
+            d,
+            "url = \"mqtts://broker.example.com\"\nca_file = \"certs/ca.pem\"\nclient_cert = \"certs/cam.pem\"\nclient_key = \"certs/cam.key\"",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.mqtt.host.as_str(), c.mqtt.port),
+            ("broker.example.com", DEFAULT_MQTTS_PORT)
+        );
+        assert_eq!(
+            c.mqtt.tls,
+            Some(crate::transport::TlsSettings {
+                ca_file: Some(d.join("certs/ca.pem")),
+                client_cert: Some(d.join("certs/cam.pem")),
+                client_key: Some(d.join("certs/cam.key")),
+            })
+        );
+        // ssl:// and tls:// are mqtts:// too; without ca_file the system's CAs are trusted.
+        for url in [
+            "ssl://10.1.2.3:9883",
+            "tls://10.1.2.3:9883",
+            "mqtts://10.1.2.3:9883",
+        ] {
+            let c = parse_in(d, &format!("url = \"{url}\""), "").unwrap();
+            assert_eq!(
+                c.mqtt.tls,
+                Some(crate::transport::TlsSettings::default()),
+                "{url}"
+            );
+            assert_eq!(c.mqtt.port, 9883);
+        }
+    }
+
+    #[test]
+    fn tls_files_must_exist_and_hold_what_they_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        pki(d);
+        let msg = fails_in(
+            d,
+            "url = \"mqtts://broker\"\nca_file = \"nope.pem\"",
+            "ca_file",
+            &[
+                "`mqtt.ca_file`",
+                "nope.pem",
+                "cannot open it",
+                "relative to the config file's directory",
+            ],
+        );
+        assert!(msg.contains(&d.display().to_string()), "{msg}");
+        fails_in(
+            d,
+            "url = \"mqtts://broker\"\nca_file = \"cam.key\"",
+            "ca_file",
+            &[
+                "`mqtt.ca_file`",
+                "cam.key",
+                "no PEM certificate found in it",
+            ],
+        );
+        fails_in(
+            d,
+            "url = \"mqtts://broker\"\nca_file = \"\"",
+            "ca_file",
+            &["`mqtt.ca_file`", "is empty"],
+        );
+        fails_in(
+            d,
+            "url = \"mqtts://broker\"\nclient_cert = \"cam.pem\"",
+            "client_cert",
+            &[
+                "`mqtt.client_key`",
+                "is missing but `mqtt.client_cert` is set",
+            ],
+        );
+        fails_in(
+            d,
+            "url = \"mqtts://broker\"\nclient_key = \"cam.key\"",
+            "client_key",
+            &[
+                "`mqtt.client_cert`",
+                "is missing but `mqtt.client_key` is set",
+            ],
+        );
+        fails_in(
+            d,
+            "url = \"mqtts://broker\"\nclient_cert = \"missing.pem\"\nclient_key = \"cam.key\"",
+            "client_cert",
+            &["`mqtt.client_cert`", "missing.pem", "cannot open it"],
+        );
+        fails_in(
+            d,
+            "url = \"mqtts://broker\"\nclient_cert = \"cam.pem\"\nclient_key = \"cam.pem\"",
+            "client_key",
+            &[
+                "`mqtt.client_key`",
+                "cam.pem",
+                "holds a certificate but no private key",
+            ],
+        );
+        fails_in(
+            d,
+            "url = \"mqtts://broker\"\nclient_cert = \"cam.pem\"\nclient_key = \"other.key\"",
+            "client_key",
+            &[
+                "`mqtt.client_key`",
+                "other.key",
+                "the key does not match the certificate",
+                "cam.pem",
+            ],
+        );
+    }
+
+    #[test]
+    fn tls_keys_need_mqtts() {
+        let dir = tempfile::tempdir().unwrap();
+        for key in ["ca_file", "client_cert", "client_key"] {
+            fails_in(
+                dir.path(),
+                &format!("url = \"mqtt://127.0.0.1\"\n{key} = \"x.pem\""),
+                key,
+                &[
+                    &format!("`mqtt.{key}`"),
+                    "only applies to TLS",
+                    "use mqtts://127.0.0.1",
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn plaintext_beyond_loopback_needs_allow_insecure() {
+        for url in [
+            "mqtt://10.1.2.3",
+            "mqtt://broker.local:1883",
+            "tcp://[fd00::5]:1883",
+            "mqtt://127.example.com",
+        ] {
+            let text = edit("mqtt://127.0.0.1:1883", url);
+            assert_fails(
+                &text,
+                "url = ",
+                &[
+                    "`mqtt.url`",
+                    "unencrypted",
+                    "use mqtts://",
+                    "`mqtt.allow_insecure = true`",
+                ],
+            );
+        }
+        let msg = assert_fails(
+            &edit("mqtt://127.0.0.1:1883", "mqtt://[fd00::5]:1883"),
+            "url = ",
+            &[],
+        );
+        assert!(msg.contains("mqtts://[fd00::5]"), "{msg}");
+        for url in [
+            "mqtt://127.0.0.1",
+            "mqtt://127.3.2.1:1999",
+            "mqtt://localhost",
+            "mqtt://LOCALHOST:1883",
+            "mqtt://[::1]",
+            "mqtt://[::ffff:127.0.0.1]",
+        ] {
+            let c = Config::parse(&edit("mqtt://127.0.0.1:1883", url), &site()).unwrap();
+            assert!(!c.mqtt.allow_insecure, "{url}");
+            assert_eq!(c.mqtt.tls, None);
+        }
+        let c = Config::parse(
+            &with_mqtt("url = \"mqtt://10.1.2.3\"\nallow_insecure = true"),
+            &site(),
+        )
+        .unwrap();
+        assert!(c.mqtt.allow_insecure);
+        assert_eq!(c.mqtt.port, DEFAULT_MQTT_PORT);
+        // allow_insecure never weakens TLS.
+        assert_fails(
+            &with_mqtt("url = \"mqtts://10.1.2.3\"\nallow_insecure = true"),
+            "allow_insecure",
+            &[
+                "`mqtt.allow_insecure`",
+                "only applies to plaintext mqtt://",
+                "always checked",
+            ],
+        );
+        let c = Config::parse(
+            &with_mqtt("url = \"mqtts://10.1.2.3\"\nallow_insecure = false"),
+            &site(),
+        )
+        .unwrap();
+        assert!(c.mqtt.tls.is_some());
+        assert_fails(
+            &with_mqtt("url = \"mqtt://10.1.2.3\"\nallow_insecure = \"yes\""),
+            "allow_insecure",
+            &["`mqtt.allow_insecure`", "expected true or false"],
+        );
+    }
+
+    #[test]
+    fn broker_urls_parse_with_their_scheme() {
+        assert_eq!(
+            parse_broker_url("mqtts://[fd00::5]").unwrap(),
+            BrokerUrl {
+                host: "fd00::5".into(),
+                port: 8883,
+                tls: true
+            }
+        );
+        assert_eq!(
+            parse_broker_url("MQTT://h:2").unwrap(),
+            BrokerUrl {
+                host: "h".into(),
+                port: 2,
+                tls: false
+            }
+        );
+        assert_eq!(parse_mqtt_url("mqtt://h").unwrap(), ("h".to_owned(), 1883));
+        let e = parse_mqtt_url("mqtts://h").unwrap_err();
+        assert!(e.contains("mqtt:// URL"), "{e}");
+        assert!(
+            is_loopback_host("127.0.0.1")
+                && is_loopback_host("::1")
+                && is_loopback_host("localhost")
+        );
+        assert!(
+            !is_loopback_host("128.0.0.1")
+                && !is_loopback_host("localhost.example.com")
+                && !is_loopback_host("::2")
+        );
+    }
+
+    #[test]
+    fn credentials_come_from_a_file_the_environment_or_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("pw"), "hunter2\r\nsecond line\n").unwrap();
+        let c = parse_in(
+            d,
+            "url = \"mqtt://localhost\"\nusername = \"cam\"\npassword_file = \"pw\"",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            c.mqtt.credentials,
+            Some(Credentials {
+                username: "cam".into(),
+                password: Some(Secret::new("hunter2"))
+            })
+        );
+        assert!(!format!("{:?}", c.mqtt).contains("hunter2"));
+        // An environment variable that is surely set (set_var would need unsafe).
+        let path = std::env::var("PATH").unwrap();
+        let c = parse_in(
+            d,
+            "url = \"mqtt://localhost\"\nusername = \"cam\"\npassword_env = \"PATH\"",
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.credentials.unwrap().password.unwrap().expose(), path);
+        let c = parse_in(
+            d,
+            "url = \"mqtt://localhost\"\nusername = \"cam\"\npassword = \"inline pw\"",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            c.mqtt.credentials.unwrap().password.unwrap().expose(),
+            "inline pw"
+        );
+        let c = parse_in(d, "url = \"mqtt://localhost\"\nusername = \"cam\"", "").unwrap();
+        assert_eq!(
+            c.mqtt.credentials,
+            Some(Credentials {
+                username: "cam".into(),
+                password: None
+            })
+        );
+    }
+
+    #[test]
+    fn credential_mistakes_name_the_key_but_never_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("pw"), "hunter2\n").unwrap();
+        std::fs::write(d.join("empty"), "\nhunter2\n").unwrap();
+        std::fs::write(d.join("binary"), [0xffu8, 0xfe, b'h', b'u', b'n']).unwrap();
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "url = \"mqtt://localhost\"\npassword = \"hunter2\"",
+                "password",
+                &["`mqtt.password`", "needs `mqtt.username`"],
+            ),
+            (
+                "url = \"mqtt://localhost\"\npassword_file = \"pw\"",
+                "password_file",
+                &["`mqtt.password_file`", "needs `mqtt.username`"],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"u\"\npassword_file = \"pw\"\npassword = \"hunter2\"",
+                "password =",
+                &[
+                    "`mqtt.password`",
+                    "`mqtt.password_file` is set too",
+                    "one way only",
+                ],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"u\"\npassword_env = \"PATH\"\npassword_file = \"pw\"",
+                "password_file",
+                &["`mqtt.password_file`", "`mqtt.password_env` is set too"],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"u\"\npassword_file = \"nope\"",
+                "password_file",
+                &[
+                    "`mqtt.password_file`",
+                    "nope",
+                    "cannot open it",
+                    "relative to the config file's directory",
+                ],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"u\"\npassword_file = \"empty\"",
+                "password_file",
+                &["`mqtt.password_file`", "first line of the file is empty"],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"u\"\npassword_file = \"binary\"",
+                "password_file",
+                &["`mqtt.password_file`", "binary", "not UTF-8"],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"u\"\npassword_file = \".\"",
+                "password_file",
+                &["`mqtt.password_file`", "is a directory"],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"u\"\npassword_env = \"OCELLUS_TEST_SURELY_UNSET_7F3A\"",
+                "password_env",
+                &[
+                    "`mqtt.password_env`",
+                    "OCELLUS_TEST_SURELY_UNSET_7F3A is not set",
+                ],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"u\"\npassword_env = \"A=B\"",
+                "password_env",
+                &["`mqtt.password_env`", "not an environment variable name"],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"u\"\npassword = \"\"",
+                "password",
+                &["`mqtt.password`", "is empty"],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"\"",
+                "username",
+                &["`mqtt.username`", "is empty"],
+            ),
+            (
+                "url = \"mqtt://localhost\"\nusername = \"a\\u0007b\"",
+                "username",
+                &["`mqtt.username`", "control characters"],
+            ),
+        ];
+        for (body, marker, parts) in cases {
+            let msg = fails_in(d, body, marker, parts);
+            assert!(!msg.contains("hunter2"), "the password is in: {msg}");
+        }
+    }
+
+    #[test]
+    fn queue_and_health_sections_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let c = parse_in(
+            d,
+            "url = \"mqtt://localhost\"",
+            "[queue]\ndir = \"/var/lib/ocellus/q\"\nwhen_full = \"drop_oldest\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.queue.dir, PathBuf::from("/var/lib/ocellus/q"));
+        assert_eq!(c.queue.when_full, WhenFull::DropOldest);
+        assert_eq!(c.queue.max_bytes, crate::spool::DEFAULT_MAX_BYTES);
+        let c = parse_in(
+            d,
+            "url = \"mqtt://localhost\"",
+            "[queue]\nmax_mb = 1048576\n[health]\ninterval_s = 86400\n",
+        )
+        .unwrap();
+        assert_eq!(c.queue.max_bytes, 1 << 40);
+        assert_eq!(c.health.interval, Duration::from_secs(86_400));
+        for (section, bad, parts) in [
+            (
+                "[queue]\nmax_mb = 0",
+                "max_mb",
+                &["`queue.max_mb`", "0 is outside 1..=1048576"][..],
+            ),
+            (
+                "[queue]\nmax_mb = 1048577",
+                "max_mb",
+                &["`queue.max_mb`", "1..=1048576"],
+            ),
+            (
+                "[queue]\nmax_age_s = 59",
+                "max_age_s",
+                &["`queue.max_age_s`", "59 is outside 60..=31536000"],
+            ),
+            (
+                "[queue]\nmax_age_s = 31536001",
+                "max_age_s",
+                &["`queue.max_age_s`", "60..=31536000"],
+            ),
+            (
+                "[queue]\nfsync_ms = -1",
+                "fsync_ms",
+                &["`queue.fsync_ms`", "-1 is outside 0..=10000"],
+            ),
+            (
+                "[queue]\nfsync_ms = 10001",
+                "fsync_ms",
+                &["`queue.fsync_ms`", "0..=10000"],
+            ),
+            (
+                "[queue]\nwhen_full = \"block\"",
+                "when_full",
+                &[
+                    "`queue.when_full`",
+                    "\"block\"",
+                    "\"drop_oldest\"",
+                    "\"refuse_new\"",
+                ],
+            ),
+            ("[queue]\ndir = \"\"", "dir", &["`queue.dir`", "is empty"]),
+            (
+                "[queue]\nmax_events = 5",
+                "max_events",
+                &["`queue.max_events`", "unknown key", "max_mb"],
+            ),
+            (
+                "[health]\ninterval_s = 0",
+                "interval_s",
+                &["`health.interval_s`", "0 is outside 1..=86400"],
+            ),
+            (
+                "[health]\ninterval_s = 86401",
+                "interval_s",
+                &["`health.interval_s`", "1..=86400"],
+            ),
+        ] {
+            let text = format!("{BASE}\n{section}\n");
+            assert_fails(&text, bad, parts);
         }
     }
 }

@@ -23,17 +23,33 @@ pub fn free_port() -> u16 {
 impl Mosquitto {
     pub fn start() -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
+        Mosquitto::start_with_config(
+            |port| format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+            dir,
+        )
+    }
+
+    /// Mosquitto with the configuration `conf(port)` (listener, TLS, authentication lines) on a
+    /// free loopback port, its files in `dir` (kept until the broker is dropped). `persistence
+    /// false`, a log in `dir/mosquitto.log` and, when run as root, `user root` (so mosquitto does
+    /// not drop to a user that cannot read `dir`) are added.
+    pub fn start_with_config(conf: impl Fn(u16) -> String, dir: tempfile::TempDir) -> Mosquitto {
+        let log = dir.path().join("mosquitto.log");
         for attempt in 0..5 {
             let port = free_port();
-            let conf: PathBuf = dir.path().join("mosquitto.conf");
+            let conf_path: PathBuf = dir.path().join("mosquitto.conf");
             std::fs::write(
-                &conf,
-                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"),
+                &conf_path,
+                format!(
+                    "user root\npersistence false\nlog_dest file {}\n{}\n",
+                    log.display(),
+                    conf(port)
+                ),
             )
             .expect("write mosquitto.conf");
             let child = Command::new("mosquitto")
                 .arg("-c")
-                .arg(&conf)
+                .arg(&conf_path)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -57,9 +73,17 @@ impl Mosquitto {
             }
             let _ = m.child.kill();
             let _ = m.child.wait();
-            eprintln!("mosquitto did not start on port {port} (attempt {attempt})");
+            eprintln!(
+                "mosquitto did not start on port {port} (attempt {attempt}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         panic!("could not start mosquitto");
+    }
+
+    /// mosquitto's log so far (for messages when a test fails).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -82,18 +106,15 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn start(port: u16, topic: &str) -> Subscriber {
+        Subscriber::start_with_args(port, topic, &[])
+    }
+
+    /// [`Subscriber::start`] with more `mosquitto_sub` arguments (TLS files, user name, password).
+    pub fn start_with_args(port: u16, topic: &str, extra: &[&str]) -> Subscriber {
+        let port = port.to_string();
         let mut child = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-q",
-                "1",
-                "-v",
-                "-t",
-                topic,
-            ])
+            .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-v", "-t", topic])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
