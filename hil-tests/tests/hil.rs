@@ -288,8 +288,12 @@ b = [0.5, 0.95]
 [mqtt]
 url = "mqtt://127.0.0.1:{}"
 topic_prefix = "hil"
+
+[queue]
+dir = "{queue}"
 "#,
             broker.port,
+            queue = dir.path().join("queue").display(),
             sprite = sprite.display(),
             card = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../models/ssd-mobilenet-v2-coco.toml")
@@ -304,6 +308,7 @@ topic_prefix = "hil"
     let report = deployment.run(
         &ocellus::pipeline::Options {
             max_frames: Some(frames),
+            ..Default::default()
         },
         &AtomicBool::new(false),
         move |ev, _| seen2.lock().unwrap().push(ev.clone()),

@@ -128,6 +128,7 @@ pub(crate) fn run(
         std::sync::Arc::from("bench"),
         &ocellus::pipeline::Options {
             max_frames: Some(clip.len() as u64),
+            ..Default::default()
         },
         &stop,
         |_| {},

@@ -2,7 +2,7 @@
 //! to events on a broker, built from a [`Config`] or by hand, and run to the end.
 //!
 //! ```no_run
-//! use std::sync::atomic::AtomicBool;
+//! use std::sync::atomic::{AtomicBool, Ordering};
 //! # fn main() -> ocellus::Result<()> {
 //! let config = ocellus::config::Config::load("ocellus.toml".as_ref())?;
 //! let deployment = ocellus::deploy::Deployment::from_config(&config);
@@ -17,13 +17,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::card::ModelCard;
 use crate::config::{Config, RulesSection, SourceConfig, VideoInput};
 use crate::error::Result;
 use crate::event::Event;
+use crate::health::Reporter;
 use crate::infer::{Detector, DetectorOptions};
 use crate::pipeline::{self, Progress, Summary};
 use crate::publish::{MqttSettings, PublishSummary, Publisher};
@@ -34,6 +35,9 @@ use crate::track::{Tracker, TrackerConfig};
 
 /// How long a clean stop waits for the broker to acknowledge what is queued.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Deployment::run`] gives the first MQTT connection (counted from its start, so
+/// usually spent loading the model) to find a configuration problem such as a wrong password.
+pub const CONNECT_CHECK: Duration = Duration::from_secs(5);
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct Deployment {
     pub rules: RulesSection,
     /// Broker and topics.
     pub mqtt: MqttSettings,
+    /// How often the retained health message is published.
+    pub health_interval: Duration,
 }
 
 /// What a run did.
@@ -91,8 +97,18 @@ impl Deployment {
                 topic_prefix: cfg.mqtt.topic_prefix.clone(),
                 device,
                 keep_alive: cfg.mqtt.keep_alive,
-                max_pending_events: cfg.mqtt.max_pending_events,
+                tls: cfg.mqtt.tls.clone(),
+                credentials: cfg.mqtt.credentials.clone(),
+                queue: crate::spool::SpoolConfig {
+                    dir: cfg.queue.dir.clone(),
+                    max_bytes: cfg.queue.max_bytes,
+                    max_age: cfg.queue.max_age,
+                    when_full: cfg.queue.when_full,
+                    fsync_interval: cfg.queue.fsync_interval,
+                    segment_bytes: crate::spool::DEFAULT_SEGMENT_BYTES,
+                },
             },
+            health_interval: cfg.health.interval,
         }
     }
 
@@ -226,6 +242,9 @@ impl Deployment {
         on_progress: impl FnMut(&Progress),
     ) -> Result<Report> {
         let t0 = Instant::now();
+        // the queue and the TLS files first: a bad queue directory or key file fails at once, and
+        // the connection is made while the model loads
+        let publisher = Publisher::start(self.mqtt.clone())?;
         let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
         let (detector_opts, tracker_cfg) = self.tracking_thresholds();
         let mut detector = Detector::new(runtime, &self.card, &detector_opts)?;
@@ -237,21 +256,61 @@ impl Deployment {
         )?;
         let source = open(&self)?;
         let startup = t0.elapsed();
-        let publisher = Publisher::start(self.mqtt.clone())?;
-        let result = pipeline::run(
-            source,
-            &mut detector,
-            tracker,
-            rules,
-            self.device.clone(),
-            opts,
-            stop,
-            |ev| {
-                let accepted = publisher.publish(ev);
-                on_event(ev, accepted);
-            },
-            on_progress,
-        );
+        // a wrong CA, password or client certificate is a set-up error; an unreachable broker is
+        // not (events wait on disk)
+        let budget = CONNECT_CHECK.saturating_sub(t0.elapsed());
+        if !publisher.check_connect(budget)? {
+            tracing::warn!(
+                "MQTT broker {} not reachable yet: events wait in the queue at {} and are sent when it is",
+                self.mqtt.broker(),
+                self.mqtt.queue.dir.display()
+            );
+        }
+        let live = opts.live.clone().unwrap_or_default();
+        let opts = pipeline::Options {
+            live: Some(live.clone()),
+            ..opts.clone()
+        };
+        let mut reporter = Reporter::new(&self.device, &self.mqtt.queue, publisher.recovered());
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            let (publisher, live, done, reporter) = (&publisher, &live, &done, &mut reporter);
+            let interval = self.health_interval.max(Duration::from_millis(100));
+            let health = std::thread::Builder::new()
+                .name("ocellus-health".into())
+                .spawn_scoped(scope, move || {
+                    let mut next = Instant::now();
+                    while !done.load(Ordering::Relaxed) {
+                        if Instant::now() >= next {
+                            let h = reporter.report(live, &publisher.health());
+                            publisher.post_health(h.to_json());
+                            next = Instant::now() + interval;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                });
+            let result = pipeline::run(
+                source,
+                &mut detector,
+                tracker,
+                rules,
+                self.device.clone(),
+                &opts,
+                stop,
+                |ev| {
+                    let accepted = publisher.publish(ev);
+                    on_event(ev, accepted);
+                },
+                on_progress,
+            );
+            done.store(true, Ordering::Relaxed);
+            if let Ok(h) = health {
+                let _ = h.join();
+            }
+            result
+        });
+        // the last word before `offline`: the final counters
+        publisher.post_health(reporter.report(&live, &publisher.health()).to_json());
         let publish = publisher.shutdown(FLUSH_TIMEOUT);
         Ok(Report {
             pipeline: result?,
@@ -285,15 +344,8 @@ mod tests {
             onnxruntime: None,
             tracker: TrackerConfig::default(),
             rules: RulesSection::default(),
-            mqtt: MqttSettings {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                client_id: "t".into(),
-                topic_prefix: "p".into(),
-                device,
-                keep_alive: Duration::from_secs(30),
-                max_pending_events: 10,
-            },
+            mqtt: MqttSettings::new("127.0.0.1", 1883, &device, "/nonexistent/queue"),
+            health_interval: Duration::from_secs(30),
         }
     }
 

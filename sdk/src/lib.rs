@@ -27,6 +27,7 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod infer;
 pub mod paths;
 pub mod pipeline;

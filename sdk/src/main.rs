@@ -1,6 +1,7 @@
 //! The `ocellus` command-line program.
 
 mod bench;
+mod bench_delivery;
 mod broker;
 mod detect;
 mod run;
@@ -74,6 +75,10 @@ enum Command {
         /// Do not print events as they are published.
         #[arg(long)]
         quiet: bool,
+        /// How events are printed: `text` (one line each) or `json` (the event itself, one per
+        /// line on stdout, printed once it is stored in the queue).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// The built-in demo: vtest.avi, the SSD person detector, a line and a zone, an in-process broker.
     Demo {
@@ -95,6 +100,21 @@ enum Command {
     },
     /// List the V4L2 cameras (`/dev/video*`): driver, formats, sizes and frame rates.
     Devices {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Measure the delivery path: events through the disk queue to a broker, stored/s and delivered/s.
+    BenchDelivery {
+        /// Events to send.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Broker (mqtt://HOST:PORT; default: an in-process broker).
+        #[arg(long, value_name = "URL")]
+        broker: Option<String>,
+        /// fsync batching interval of the queue, ms (0: fsync every event).
+        #[arg(long, default_value_t = 100)]
+        fsync_ms: u64,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -153,12 +173,19 @@ fn main() -> ExitCode {
             config,
             frames,
             quiet,
-        } => run::run(&config, frames, cli.onnxruntime, quiet),
+            format,
+        } => run::run(&config, frames, cli.onnxruntime, quiet, format),
         Command::Demo {
             frames,
             broker,
             port,
         } => run::demo(frames, broker, port, cli.onnxruntime),
+        Command::BenchDelivery {
+            events,
+            broker,
+            fsync_ms,
+            format,
+        } => bench_delivery::run(events, broker, fsync_ms, format),
         Command::CheckConfig { config } => run::check_config(&config),
         Command::Devices { format } => devices(format),
     };

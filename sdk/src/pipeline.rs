@@ -13,7 +13,7 @@
 //! event, and only then does [`run`] return.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -180,6 +180,28 @@ pub struct Progress {
 pub struct Options {
     /// Stop after this many frames from the source.
     pub max_frames: Option<u64>,
+    /// Counters updated while the pipeline runs, for a health reporter on another thread.
+    pub live: Option<Arc<LiveCounters>>,
+}
+
+/// Counters the pipeline updates as it goes (relaxed atomics: a consistent-enough view for health
+/// reports; [`Summary`] has the exact figures at the end).
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    /// Frames processed.
+    pub processed: AtomicU64,
+    /// Frames dropped because inference was behind a live source.
+    pub dropped: AtomicU64,
+    /// Frames the detector failed on.
+    pub failed: AtomicU64,
+    /// Frames the source skipped (undecodable).
+    pub skipped: AtomicU64,
+    /// Source reconnects.
+    pub reconnects: AtomicU64,
+    /// Frames the source knows it lost.
+    pub lost: AtomicU64,
+    /// Events emitted.
+    pub events: AtomicU64,
 }
 
 struct Detected {
@@ -215,9 +237,11 @@ pub fn run(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Detected>(RESULT_QUEUE);
     let max_frames = opts.max_frames.unwrap_or(u64::MAX);
     let mut summary = Summary::default();
+    let counters = opts.live.clone().unwrap_or_default();
 
     std::thread::scope(|scope| -> Result<()> {
         let queue = &queue;
+        let live_capture = counters.clone();
         let capture = std::thread::Builder::new()
             .name("ocellus-capture".into())
             .spawn_scoped(scope, move || {
@@ -227,6 +251,12 @@ pub fn run(
                     match source.next_frame() {
                         Ok(Some(frame)) => {
                             read += 1;
+                            let st = source.stats();
+                            live_capture.skipped.store(st.skipped, Ordering::Relaxed);
+                            live_capture
+                                .reconnects
+                                .store(st.reconnects, Ordering::Relaxed);
+                            live_capture.lost.store(st.lost, Ordering::Relaxed);
                             if !queue.push(frame, Instant::now()) {
                                 break;
                             }
@@ -271,6 +301,7 @@ pub fn run(
                 Ok(dets) => dets,
                 Err(e) => {
                     summary.frames_failed += 1;
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("frame {}: {e}", d.seq);
                     Vec::new()
                 }
@@ -293,9 +324,14 @@ pub fn run(
                 summary
                     .frame_to_event_ms
                     .push(d.read_at.elapsed().as_secs_f64() * 1e3);
+                counters.events.fetch_add(1, Ordering::Relaxed);
                 on_event(&ev);
             }
             summary.frames_processed += 1;
+            counters
+                .processed
+                .store(summary.frames_processed, Ordering::Relaxed);
+            counters.dropped.store(queue.dropped(), Ordering::Relaxed);
             summary.raw_frame_bytes += d.bytes;
             let now = started.elapsed();
             summary.first_frame.get_or_insert(now);
@@ -329,6 +365,7 @@ pub fn run(
             summary
                 .frame_to_event_ms
                 .push(read_at.elapsed().as_secs_f64() * 1e3);
+            counters.events.fetch_add(1, Ordering::Relaxed);
             on_event(&ev);
         }
         Ok(())

@@ -1,36 +1,45 @@
-//! Publishing events over MQTT (rumqttc): QoS 1, a retained `status` with a Last Will, reconnection
-//! with backoff, and a bound on what waits in memory. [`Publisher::publish`] never blocks the caller.
+//! Publishing events over MQTT (rumqttc) through a durable on-disk queue: every event is appended to
+//! the [`spool`](crate::spool) before it is offered to the broker and removed only after its PUBACK.
+//! [`Publisher::publish`] never blocks on the network.
 //!
 //! ```text
-//! pipeline ──try_send──▶ [bounded queue: max_pending_events] ──▶ sender thread ──▶ rumqttc request
-//!   (drops + counts                                               (blocks here,      channel (64)
-//!    when full)                                                    not upstream)        │
-//!                                                         connection thread ◀──────────┘
-//!                                                         (drives the event loop, counts PUBACKs,
-//!                                                          reconnects with backoff)
+//! pipeline ──append──▶ [spool: segment files on disk, bounded by bytes and age] ◀──ack(seq)──┐
+//!  (write(2) per event:          │ next_unsent()                                             │
+//!   survives kill -9)            ▼                                                           │
+//!                      connection thread ──try_publish──▶ rumqttc ──▶ broker ──PUBACK(pkid)──┘
+//!                      (the only user of the MQTT client: offers a window of records, maps each
+//!                       packet id back to its record, reconnects with backoff, and after every
+//!                       reconnect offers every unacknowledged record again, oldest first)
 //! ```
 //!
-//! Topics: events on `{prefix}/{device}/events/{type}`; `{prefix}/{device}/status` is retained:
-//! `online` after every connect, `offline` on a clean stop and as the Last Will, so a killed process
-//! or a cut network also ends in `offline`.
+//! Topics: events on `{prefix}/{device}/events/{type}` (QoS 1). Retained: `{prefix}/{device}/status`
+//! (`online` after every connect, `offline` on a clean stop and as the Last Will, so a killed process
+//! or a cut network also ends in `offline`) and `{prefix}/{device}/health` (see [`crate::health`]).
 //!
-//! Delivery today: the session is persistent (`clean_session = false`), so QoS 1 messages in flight
-//! when the connection drops are resent after reconnecting to a broker that kept the session. Events
-//! wait in memory only (at most `max_pending_events` + 64 + the in-flight window); a broker that
-//! restarts without its session store, or a full queue, loses them — counted in
-//! [`PublishStats::dropped`]. The durable on-disk queue replaces the in-memory queue behind this same
-//! interface.
+//! Delivery is at least once: an event whose PUBACK was lost with the connection is sent again after
+//! the reconnect, with the same `id`; subscribers de-duplicate on `id`. Nothing is lost to a broker
+//! outage of any length or to a `kill -9` of this process: on restart the queue hands out the
+//! unacknowledged events first, in order. Power loss can lose the events appended in the last fsync
+//! interval (`queue.fsync_ms`). What the bounds remove (`queue.max_mb`, `queue.max_age_s`) is counted
+//! and reported in the health topic, never silent.
+//!
+//! The MQTT session is clean (`clean_session = true`): the queue, not the broker's session store or
+//! rumqttc's in-memory buffers, is the record of what is still owed.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Connection, Event as MqttEvent, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{
+    Client, Connection, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS,
+};
 
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::spool::{Append, OpenReport, Spool, SpoolConfig, SpoolStats};
+use crate::transport::{Credentials, Problem, TlsSettings};
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -47,29 +56,69 @@ pub struct MqttSettings {
     pub device: Arc<str>,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
-    /// Bound on events waiting in memory for the broker.
-    pub max_pending_events: usize,
+    /// TLS (`mqtts://`); `None`: plain TCP.
+    pub tls: Option<TlsSettings>,
+    /// User name and password.
+    pub credentials: Option<Credentials>,
+    /// The durable queue.
+    pub queue: SpoolConfig,
 }
 
 impl MqttSettings {
+    /// Plain TCP to `host:port`, the default client id `ocellus-{device}`, topic prefix `ocellus`,
+    /// and the queue's defaults in `queue_dir`.
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        device: &str,
+        queue_dir: impl Into<std::path::PathBuf>,
+    ) -> MqttSettings {
+        MqttSettings {
+            host: host.into(),
+            port,
+            client_id: format!("ocellus-{device}"),
+            topic_prefix: "ocellus".into(),
+            device: Arc::from(device),
+            keep_alive: Duration::from_secs(30),
+            tls: None,
+            credentials: None,
+            queue: SpoolConfig::new(queue_dir),
+        }
+    }
+
     /// `{prefix}/{device}/status`.
     pub fn status_topic(&self) -> String {
         format!("{}/{}/status", self.topic_prefix, self.device)
     }
+
+    /// `{prefix}/{device}/health`.
+    pub fn health_topic(&self) -> String {
+        format!("{}/{}/health", self.topic_prefix, self.device)
+    }
+
+    /// `mqtt://host:port` or `mqtts://host:port`, for messages.
+    pub fn broker(&self) -> String {
+        let scheme = if self.tls.is_some() { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
 }
 
-/// Counters, shared with the publisher's threads.
+/// Counters, shared with the connection thread.
 #[derive(Debug, Default)]
 pub struct PublishStats {
-    /// Events accepted by [`Publisher::publish`].
+    /// Events stored in the queue by [`Publisher::publish`].
     pub accepted: AtomicU64,
-    /// Events refused because the in-memory queue was full.
-    pub dropped: AtomicU64,
-    /// QoS 1 messages handed to the MQTT client (events and status).
+    /// Events not stored: the queue was full and the policy is `refuse_new`.
+    pub refused: AtomicU64,
+    /// Events not stored because writing the queue failed (disk full, I/O error).
+    pub store_errors: AtomicU64,
+    /// Events handed to the MQTT client (a re-send after a reconnect counts again).
     pub sent: AtomicU64,
-    /// Events handed to the MQTT client.
-    pub events_sent: AtomicU64,
-    /// PUBACKs received.
+    /// Event PUBACKs received.
     pub acked: AtomicU64,
     /// Payload bytes of the events handed to the MQTT client.
     pub event_bytes: AtomicU64,
@@ -77,51 +126,103 @@ pub struct PublishStats {
     pub connects: AtomicU64,
     /// Whether the client is connected now.
     pub connected: AtomicBool,
-    /// The last connection error, if any.
+    /// The last connection or queue problem, if any (cleared problems stay here as history).
     pub last_error: Mutex<Option<String>>,
+    /// The current connection problem: set on a failed connect, cleared on the next connect.
+    pub problem: Mutex<Option<Problem>>,
 }
 
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishSummary {
-    /// Events accepted.
+    /// Events stored in the queue.
     pub accepted: u64,
-    /// Events dropped (queue full).
+    /// Events not stored: queue full with `refuse_new`, or the disk write failed.
+    pub refused: u64,
+    /// Events removed from the queue unsent: `drop_oldest` made room, or older than `max_age`.
     pub dropped: u64,
-    /// QoS 1 messages sent.
+    /// Events handed to the MQTT client (re-sends included).
     pub sent: u64,
-    /// PUBACKs received.
+    /// Event PUBACKs received.
     pub acked: u64,
-    /// Event payload bytes.
+    /// Event payload bytes handed to the MQTT client.
     pub event_bytes: u64,
     /// Connections made.
     pub connects: u64,
-    /// Events accepted but never handed to the MQTT client before the shutdown deadline (the broker
-    /// stayed unreachable): lost with the process until the durable queue exists.
-    pub unsent: u64,
-    /// QoS 1 messages handed to the MQTT client (events and status) without a PUBACK by the stop:
-    /// possibly never delivered. With [`PublishSummary::unsent`] this accounts for every accepted
-    /// event that is not known to be delivered.
-    pub unacked: u64,
-    /// Whether every event was sent and every QoS 1 message acknowledged before the publisher stopped.
+    /// Unacknowledged events found in the queue at start (from an earlier run).
+    pub recovered: u64,
+    /// Damaged records skipped when the queue was opened (a torn tail after a crash).
+    pub torn: u64,
+    /// Events still in the queue at the stop: kept on disk, sent first at the next start.
+    pub queued: u64,
+    /// Whether the queue was empty (everything acknowledged) when the publisher stopped.
     pub flushed: bool,
-    /// The last connection error.
+    /// The last connection or queue error.
     pub last_error: Option<String>,
 }
 
-enum Msg {
-    Publish { topic: String, payload: Vec<u8> },
+/// Live state for the health topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishHealth {
+    /// Connected now.
+    pub connected: bool,
+    /// Connections made.
+    pub connects: u64,
+    /// Events stored.
+    pub accepted: u64,
+    /// Events refused (`refuse_new`) or lost to a failed disk write.
+    pub refused: u64,
+    /// Failed disk writes.
+    pub store_errors: u64,
+    /// Event PUBACKs.
+    pub acked: u64,
+    /// The queue.
+    pub queue: SpoolStats,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+enum Tag {
+    Event(u64),
+    Offline,
+    Other,
+}
+
+#[derive(Default)]
+struct Control {
+    /// Health payload waiting to be published (the latest wins).
+    health: Option<Vec<u8>>,
+    /// Stop when the queue is empty or at this instant, whichever is first.
+    close_by: Option<Instant>,
+}
+
+struct Shared {
+    spool: Mutex<Spool>,
+    stats: PublishStats,
+    control: Mutex<Control>,
+    stop: AtomicBool,
+    open: OpenReport,
+}
+
+impl Shared {
+    fn spool(&self) -> MutexGuard<'_, Spool> {
+        // a panic while holding the lock cannot leave the spool half-written (each call finishes
+        // its file operation first); keep going with it
+        self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn control(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn note_error(&self, msg: String) {
+        if let Ok(mut last) = self.stats.last_error.lock() {
+            *last = Some(msg);
+        }
+    }
 }
 
 /// The MQTT publisher. Create with [`Publisher::start`], stop with [`Publisher::shutdown`].
 pub struct Publisher {
-    tx: Option<SyncSender<Msg>>,
-    client: Client,
-    stats: Arc<PublishStats>,
-    stop: Arc<AtomicBool>,
-    closing: Arc<AtomicBool>,
-    abandon: Arc<AtomicBool>,
-    sender: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
     conn: Option<JoinHandle<()>>,
     settings: MqttSettings,
 }
@@ -129,33 +230,56 @@ pub struct Publisher {
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
-            .field(
-                "broker",
-                &format!("{}:{}", self.settings.host, self.settings.port),
-            )
+            .field("broker", &self.settings.broker())
             .field("client_id", &self.settings.client_id)
+            .field("queue", &self.settings.queue.dir)
             .finish_non_exhaustive()
     }
 }
 
+/// rumqttc's request channel. Only the connection thread sends into it and it keeps fewer than
+/// this many requests outstanding, so a send never finds it full.
 const REQUEST_CHANNEL: usize = 64;
-const INFLIGHT: u16 = 100;
+/// QoS 1 messages in flight (sent, not yet acknowledged).
+const INFLIGHT: u16 = 200;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const MAINTAIN_EVERY: Duration = Duration::from_millis(50);
+const POLL: Duration = Duration::from_millis(10);
+
+/// A topic level we build from a name: letters, digits, '.', '_', '-' (no `/`, `+`, `#`).
+fn check_level(what: &str, v: &str) -> Result<()> {
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidOption {
+            name: what.into(),
+            message: format!(
+                "{v:?} cannot be an MQTT topic level: use 1 to 128 letters, digits, '.', '_' or '-'"
+            ),
+        })
+    }
+}
 
 impl Publisher {
-    /// Start the publisher's threads. Connecting happens in the background: a broker that is down
-    /// now is retried with backoff, and events wait (up to the bound) meanwhile.
+    /// Open the queue and start the connection thread. Connecting happens in the background: a
+    /// broker that is down now is retried with backoff while events wait on disk. Use
+    /// [`Publisher::check_connect`] to find configuration problems (a wrong CA or password) early.
+    ///
+    /// Errors: the queue directory cannot be used, the TLS files cannot be read, or the device id or
+    /// topic prefix would make topic levels of their own.
     pub fn start(settings: MqttSettings) -> Result<Publisher> {
-        if settings.max_pending_events == 0 {
-            return Err(Error::InvalidOption {
-                name: "mqtt.max_pending_events".into(),
-                message: "must be at least 1".into(),
-            });
+        check_level("device.id", &settings.device)?;
+        for level in settings.topic_prefix.split('/') {
+            check_level("mqtt.topic_prefix", level)?;
         }
         let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
         opts.set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)))
-            .set_clean_session(false)
+            .set_clean_session(true)
             .set_inflight(INFLIGHT)
             .set_last_will(LastWill::new(
                 settings.status_topic(),
@@ -163,150 +287,196 @@ impl Publisher {
                 QoS::AtLeastOnce,
                 true,
             ));
+        if let Some(c) = &settings.credentials {
+            opts.set_credentials(
+                c.username.clone(),
+                c.password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        if let Some(tls) = &settings.tls {
+            let cfg = crate::transport::rustls_config(tls)?;
+            opts.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(cfg),
+            ));
+        }
+        let (spool, open) = Spool::open(settings.queue.clone())?;
+        if open.recovered > 0 {
+            tracing::info!(
+                "event queue {}: {} unacknowledged event(s) from an earlier run are sent first",
+                settings.queue.dir.display(),
+                open.recovered
+            );
+        }
+        if open.torn > 0 {
+            tracing::warn!(
+                "event queue {}: skipped {} damaged record(s) (a write cut short by a crash or power loss)",
+                settings.queue.dir.display(),
+                open.torn
+            );
+        }
         let (client, connection) = Client::new(opts, REQUEST_CHANNEL);
-        let stats = Arc::new(PublishStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let announce = Arc::new(AtomicBool::new(false));
-        let abandon = Arc::new(AtomicBool::new(false));
-        let closing = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::sync_channel(settings.max_pending_events);
-
+        let shared = Arc::new(Shared {
+            spool: Mutex::new(spool),
+            stats: PublishStats::default(),
+            control: Mutex::new(Control::default()),
+            stop: AtomicBool::new(false),
+            open,
+        });
         let conn = {
-            let (stats, stop, announce) = (stats.clone(), stop.clone(), announce.clone());
-            let closing = closing.clone();
+            let shared = shared.clone();
+            let topics = Topics {
+                status: settings.status_topic(),
+                health: settings.health_topic(),
+            };
             std::thread::Builder::new()
-                .name("ocellus-mqtt-conn".into())
-                .spawn(move || drive_connection(connection, &stats, &stop, &closing, &announce))
+                .name("ocellus-mqtt".into())
+                .spawn(move || drive(connection, client, &shared, &topics))
                 .map_err(|e| Error::InvalidOption {
                     name: "thread".into(),
                     message: format!("cannot start the MQTT connection thread: {e}"),
                 })?
         };
-        let sender = {
-            let (stats, client, status) = (stats.clone(), client.clone(), settings.status_topic());
-            let abandon = abandon.clone();
-            std::thread::Builder::new()
-                .name("ocellus-mqtt-send".into())
-                .spawn(move || send_loop(&rx, &client, &stats, &announce, &abandon, &status))
-                .map_err(|e| Error::InvalidOption {
-                    name: "thread".into(),
-                    message: format!("cannot start the MQTT sender thread: {e}"),
-                })?
-        };
         Ok(Publisher {
-            tx: Some(tx),
-            client,
-            stats,
-            stop,
-            closing,
-            abandon,
-            sender: Some(sender),
+            shared,
             conn: Some(conn),
             settings,
         })
     }
 
-    /// Queue an event for publishing. Never blocks: returns `false` (and counts a drop) when the
-    /// in-memory queue is full.
+    /// Wait up to `timeout` for the first connection. A problem retrying will not fix (the broker's
+    /// certificate is not trusted, the password is wrong, the client certificate is refused) is an
+    /// [`Error::Broker`]; a broker that is merely unreachable is not an error: events wait on disk
+    /// and the wait ends at the timeout with `Ok(false)`. `Ok(true)`: connected.
+    pub fn check_connect(&self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.shared.stats.connects.load(Ordering::Relaxed) > 0 {
+                return Ok(true);
+            }
+            let problem = self
+                .shared
+                .stats
+                .problem
+                .lock()
+                .ok()
+                .and_then(|p| p.clone());
+            if let Some(p) = problem.filter(|p| p.permanent) {
+                return Err(Error::Broker {
+                    broker: self.settings.broker(),
+                    message: p.message,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Store an event in the queue for publishing. Never waits for the network. `false`: not
+    /// stored (the queue is full with `refuse_new`, or the disk write failed), counted and reported
+    /// in the health topic.
     pub fn publish(&self, event: &Event) -> bool {
-        let msg = Msg::Publish {
-            topic: event.topic(&self.settings.topic_prefix),
-            payload: event.to_json(),
-        };
-        let Some(tx) = &self.tx else {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
-        };
-        match tx.try_send(msg) {
-            Ok(()) => {
-                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.publish_raw(&event.topic(&self.settings.topic_prefix), &event.to_json())
+    }
+
+    /// Store any message for publishing (QoS 1, not retained), like [`Publisher::publish`].
+    pub fn publish_raw(&self, topic: &str, payload: &[u8]) -> bool {
+        let stats = &self.shared.stats;
+        let result = self.shared.spool().append(topic, payload);
+        match result {
+            Ok(Append::Stored(_)) => {
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            Ok(Append::Refused) => {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(e) => {
+                let n = stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                // the first failure and then every 1000th, so a full disk does not flood the log
+                if n.is_multiple_of(1000) {
+                    tracing::error!("an event was not stored: {e} ({} so far)", n + 1);
+                }
+                self.shared.note_error(e.to_string());
                 false
             }
         }
     }
 
-    /// Live counters.
-    pub fn stats(&self) -> &PublishStats {
-        &self.stats
+    /// Hand the latest health message to the connection thread; it is published retained on
+    /// `{prefix}/{device}/health` as soon as the broker is reachable (an older one not yet sent is
+    /// replaced).
+    pub fn post_health(&self, payload: Vec<u8>) {
+        self.shared.control().health = Some(payload);
     }
 
-    /// Stop: send what is queued, wait up to `timeout` for every PUBACK, publish the retained
-    /// `offline` status, disconnect, and join the threads.
+    /// Unacknowledged events found in the queue at start.
+    pub fn recovered(&self) -> u64 {
+        self.shared.open.recovered
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &PublishStats {
+        &self.shared.stats
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &MqttSettings {
+        &self.settings
+    }
+
+    /// The state for the health topic.
+    pub fn health(&self) -> PublishHealth {
+        let s = &self.shared.stats;
+        PublishHealth {
+            connected: s.connected.load(Ordering::Relaxed),
+            connects: s.connects.load(Ordering::Relaxed),
+            accepted: s.accepted.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            store_errors: s.store_errors.load(Ordering::Relaxed),
+            acked: s.acked.load(Ordering::Relaxed),
+            queue: self.shared.spool().stats(),
+            last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+
+    /// Stop: keep sending until the queue is empty or `timeout` has passed, publish the retained
+    /// `offline` status, disconnect, fsync the queue and join the thread. What is still queued
+    /// stays on disk for the next start ([`PublishSummary::queued`]).
     pub fn shutdown(mut self, timeout: Duration) -> PublishSummary {
-        let deadline = Instant::now() + timeout;
-        drop(self.tx.take()); // the sender thread drains the queue, then exits
-        if let Some(h) = self.sender.take() {
-            while !h.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            // broker still unreachable at the deadline: stop trying, count what is left
-            self.abandon.store(true, Ordering::Relaxed);
-            let _ = h.join();
-        }
-        let flushed = self.wait_acked(deadline) && self.unsent() == 0;
-        let status = self.settings.status_topic();
-        if self
-            .client
-            .try_publish(status, QoS::AtLeastOnce, true, "offline")
-            .is_ok()
-        {
-            self.stats.sent.fetch_add(1, Ordering::Relaxed);
-            let _ = self.wait_acked(deadline.max(Instant::now() + Duration::from_secs(1)));
-        }
-        self.closing.store(true, Ordering::Relaxed);
-        let _ = self.client.try_disconnect();
-        // give the event loop a moment to write DISCONNECT, then stop it
-        let end = Instant::now() + Duration::from_millis(500);
-        while self.stats.connected.load(Ordering::Relaxed) && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.control().close_by = Some(Instant::now() + timeout);
         if let Some(h) = self.conn.take() {
             let _ = h.join();
         }
-        self.summary(flushed)
-    }
-
-    fn unsent(&self) -> u64 {
-        let s = &self.stats;
-        s.accepted
-            .load(Ordering::Relaxed)
-            .saturating_sub(s.events_sent.load(Ordering::Relaxed))
-    }
-
-    fn wait_acked(&self, deadline: Instant) -> bool {
-        loop {
-            let sent = self.stats.sent.load(Ordering::Relaxed);
-            let acked = self.stats.acked.load(Ordering::Relaxed);
-            if acked >= sent {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let sync = self.shared.spool().sync();
+        if let Err(e) = sync {
+            tracing::error!("{e}");
+            self.shared.note_error(e.to_string());
         }
+        self.summary()
     }
 
-    fn summary(&self, flushed: bool) -> PublishSummary {
-        let s = &self.stats;
+    fn summary(&self) -> PublishSummary {
+        let s = &self.shared.stats;
+        let q = self.shared.spool().stats();
         PublishSummary {
             accepted: s.accepted.load(Ordering::Relaxed),
-            dropped: s.dropped.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            dropped: q.dropped_full + q.expired,
             sent: s.sent.load(Ordering::Relaxed),
             acked: s.acked.load(Ordering::Relaxed),
             event_bytes: s.event_bytes.load(Ordering::Relaxed),
             connects: s.connects.load(Ordering::Relaxed),
-            unsent: self.unsent(),
-            unacked: s
-                .sent
-                .load(Ordering::Relaxed)
-                .saturating_sub(s.acked.load(Ordering::Relaxed)),
-            flushed,
+            recovered: self.shared.open.recovered,
+            torn: self.shared.open.torn,
+            queued: q.depth,
+            flushed: q.depth == 0,
             last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
         }
     }
@@ -314,99 +484,244 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        // shutdown() takes the handles; a publisher dropped without it still stops its threads
-        drop(self.tx.take());
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.client.try_disconnect();
+        // shutdown() joins the thread; a publisher dropped without it still stops it (the queue
+        // keeps whatever was not acknowledged)
+        self.shared.stop.store(true, Ordering::Relaxed);
     }
 }
 
-fn send_loop(
-    rx: &Receiver<Msg>,
-    client: &Client,
-    stats: &PublishStats,
-    announce: &AtomicBool,
-    abandon: &AtomicBool,
-    status_topic: &str,
-) {
-    // Hand one message to rumqttc without ever blocking for good: while its request channel is
-    // full (broker unreachable), retry until it has room or the publisher gives up.
-    let offer = |topic: &str, payload: Vec<u8>, retain: bool| -> bool {
-        loop {
-            match client.try_publish(topic, QoS::AtLeastOnce, retain, payload.clone()) {
-                Ok(()) => return true,
-                Err(rumqttc::ClientError::TryRequest(_)) if !abandon.load(Ordering::Relaxed) => {
-                    std::thread::sleep(Duration::from_millis(5));
+struct Topics {
+    status: String,
+    health: String,
+}
+
+/// Where the connection thread is in a clean stop.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Closing {
+    No,
+    /// `offline` offered at this instant; waiting for its PUBACK.
+    Offline(Instant),
+    /// DISCONNECT requested at this instant.
+    Disconnect(Instant),
+}
+
+/// The connection thread: the only user of the MQTT client and the only reader of the queue.
+fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &Topics) {
+    let stats = &shared.stats;
+    // offered to rumqttc, its Outgoing::Publish not seen yet (rumqttc assigns packet ids in order)
+    let mut waiting: VecDeque<Tag> = VecDeque::new();
+    // packet id → what it carries, until its PUBACK
+    let mut inflight: HashMap<u16, Tag> = HashMap::new();
+    let mut connected = false;
+    let mut announce = false;
+    let mut backoff = BACKOFF_MIN;
+    let mut last_maintain = Instant::now();
+    let mut closing = Closing::No;
+    let mut health_sent: Option<Vec<u8>> = None;
+
+    let offer =
+        |topic: &str, payload: Vec<u8>, retain: bool, tag: Tag, waiting: &mut VecDeque<Tag>| {
+            waiting.push_back(tag);
+            match client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
+                Ok(()) => true,
+                Err(e) => {
+                    waiting.pop_back();
+                    tracing::debug!("MQTT client refused a request: {e}");
+                    false
                 }
-                Err(_) => return false,
             }
-        }
-    };
+        };
+
     loop {
-        if announce.swap(false, Ordering::AcqRel) {
-            if !offer(status_topic, b"online".to_vec(), true) {
-                return;
-            }
-            stats.sent.fetch_add(1, Ordering::Relaxed);
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
         }
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Msg::Publish { topic, payload }) => {
-                let n = payload.len() as u64;
-                if !offer(&topic, payload, false) {
-                    return;
+        let now = Instant::now();
+        let (close_by, health) = {
+            let mut c = shared.control();
+            let h = if connected { c.health.take() } else { None };
+            (c.close_by, h)
+        };
+
+        if connected && closing == Closing::No {
+            if announce
+                && offer(
+                    &topics.status,
+                    b"online".to_vec(),
+                    true,
+                    Tag::Other,
+                    &mut waiting,
+                )
+            {
+                announce = false;
+            }
+            if let Some(h) = health {
+                if offer(&topics.health, h.clone(), true, Tag::Other, &mut waiting) {
+                    health_sent = Some(h);
+                } else {
+                    shared.control().health.get_or_insert(h);
+                }
+            }
+            // keep a window of records in flight
+            let mut rewind = false;
+            while waiting.len() < REQUEST_CHANNEL - 4
+                && inflight.len() + waiting.len() < INFLIGHT as usize
+            {
+                let next = shared.spool().next_unsent();
+                let rec = match next {
+                    Ok(Some(rec)) => rec,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        shared.note_error(e.to_string());
+                        break;
+                    }
+                };
+                let n = rec.payload.len() as u64;
+                if !offer(
+                    &rec.topic,
+                    rec.payload,
+                    false,
+                    Tag::Event(rec.seq),
+                    &mut waiting,
+                ) {
+                    rewind = true; // hand it out again later
+                    break;
                 }
                 stats.sent.fetch_add(1, Ordering::Relaxed);
-                stats.events_sent.fetch_add(1, Ordering::Relaxed);
                 stats.event_bytes.fetch_add(n, Ordering::Relaxed);
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+            if rewind {
+                shared.spool().rewind();
+                waiting.clear();
+                inflight.clear();
+            }
         }
-    }
-}
 
-fn drive_connection(
-    mut connection: Connection,
-    stats: &PublishStats,
-    stop: &AtomicBool,
-    closing: &AtomicBool,
-    announce: &AtomicBool,
-) {
-    let mut backoff = BACKOFF_MIN;
-    while !stop.load(Ordering::Relaxed) {
-        match connection.recv_timeout(Duration::from_millis(100)) {
+        if let Some(deadline) = close_by {
+            let depth = shared.spool().stats().depth;
+            match closing {
+                Closing::No if connected && (depth == 0 || now >= deadline) => {
+                    if offer(
+                        &topics.status,
+                        b"offline".to_vec(),
+                        true,
+                        Tag::Offline,
+                        &mut waiting,
+                    ) {
+                        closing = Closing::Offline(now);
+                    } else {
+                        closing = Closing::Offline(now - Duration::from_secs(2));
+                    }
+                }
+                Closing::No if !connected && now >= deadline => break,
+                Closing::Offline(at) if now.duration_since(at) > Duration::from_secs(1) => {
+                    let _ = client.try_disconnect();
+                    closing = Closing::Disconnect(now);
+                }
+                Closing::Disconnect(at) if now.duration_since(at) > Duration::from_millis(500) => {
+                    break;
+                }
+                _ => {}
+            }
+        }
+
+        if now.duration_since(last_maintain) >= MAINTAIN_EVERY {
+            last_maintain = now;
+            let r = shared.spool().maintain();
+            if let Err(e) = r {
+                tracing::error!("{e}");
+                shared.note_error(e.to_string());
+            }
+        }
+
+        match connection.recv_timeout(POLL) {
             Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) => {
+                connected = true;
+                announce = true;
+                backoff = BACKOFF_MIN;
+                waiting.clear();
+                inflight.clear();
+                // clean session: whatever was in flight on the old connection is offered again
+                shared.spool().rewind();
+                if let Some(h) = health_sent.take() {
+                    shared.control().health.get_or_insert(h);
+                }
                 stats.connects.fetch_add(1, Ordering::Relaxed);
                 stats.connected.store(true, Ordering::Relaxed);
-                announce.store(true, Ordering::Release);
-                backoff = BACKOFF_MIN;
+                if let Ok(mut p) = stats.problem.lock() {
+                    *p = None;
+                }
                 tracing::info!("connected to the MQTT broker");
             }
-            Ok(Ok(MqttEvent::Incoming(Packet::PubAck(_)))) => {
-                stats.acked.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect))) => {
+            Ok(Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid)))) => match waiting.pop_front() {
+                Some(tag) if pkid != 0 => {
+                    inflight.insert(pkid, tag);
+                }
+                Some(_) => {}
+                None => tracing::debug!("MQTT publish {pkid} was not offered by us"),
+            },
+            Ok(Ok(MqttEvent::Incoming(Packet::PubAck(ack)))) => match inflight.remove(&ack.pkid) {
+                Some(Tag::Event(seq)) => {
+                    shared.spool().ack(seq);
+                    stats.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Tag::Offline) => {
+                    if let Closing::Offline(_) = closing {
+                        let _ = client.try_disconnect();
+                        closing = Closing::Disconnect(Instant::now());
+                    }
+                }
+                Some(Tag::Other) | None => {}
+            },
+            Ok(Ok(MqttEvent::Outgoing(Outgoing::Disconnect))) => {
+                connected = false;
                 stats.connected.store(false, Ordering::Relaxed);
+                if matches!(closing, Closing::Disconnect(_)) {
+                    // give the event loop a moment to write the DISCONNECT packet
+                    let _ = connection.recv_timeout(Duration::from_millis(50));
+                    break;
+                }
             }
             Ok(Ok(_)) => {}
-            Ok(Err(_)) if closing.load(Ordering::Relaxed) => {
-                // our own DISCONNECT: the broker closing the socket is expected, not an error
-                stats.connected.store(false, Ordering::Relaxed);
-                break;
-            }
+            Ok(Err(_)) if matches!(closing, Closing::Disconnect(_)) => break,
             Ok(Err(e)) => {
-                let was = stats.connected.swap(false, Ordering::Relaxed);
-                let msg = e.to_string();
-                if was {
-                    tracing::warn!("MQTT connection lost: {msg}; reconnecting");
+                let was = connected;
+                connected = false;
+                stats.connected.store(false, Ordering::Relaxed);
+                waiting.clear();
+                inflight.clear();
+                let problem = crate::transport::explain(&e);
+                if problem.permanent {
+                    tracing::error!("MQTT: {}; retrying in {backoff:?}", problem.message);
+                } else if was {
+                    tracing::warn!(
+                        "MQTT connection lost: {}; reconnecting (events wait on disk)",
+                        problem.message
+                    );
                 } else {
-                    tracing::debug!("MQTT connect failed: {msg}; retrying in {backoff:?}");
+                    tracing::debug!(
+                        "MQTT connect failed: {}; retrying in {backoff:?}",
+                        problem.message
+                    );
                 }
-                if let Ok(mut last) = stats.last_error.lock() {
-                    *last = Some(msg);
+                shared.note_error(problem.message.clone());
+                if let Ok(mut p) = stats.problem.lock() {
+                    *p = Some(problem);
                 }
                 let until = Instant::now() + backoff;
-                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                while Instant::now() < until && !shared.stop.load(Ordering::Relaxed) {
+                    let past_deadline = shared
+                        .control()
+                        .close_by
+                        .is_some_and(|d| Instant::now() >= d);
+                    if past_deadline {
+                        break;
+                    }
+                    let r = shared.spool().maintain();
+                    if let Err(e) = r {
+                        shared.note_error(e.to_string());
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);

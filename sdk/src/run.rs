@@ -15,6 +15,8 @@ use ocellus::pipeline::{Options, Progress};
 use ocellus::publish::MqttSettings;
 use ocellus::rules::{LineRule, RulesConfig, ZoneRule};
 
+use crate::Format;
+
 /// Ctrl-C / SIGTERM set the flag (a clean stop); a second Ctrl-C exits at once.
 fn stop_flag() -> ocellus::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -141,18 +143,23 @@ fn print_summary(report: &Report) {
         m.event_bytes, p.raw_frame_bytes
     );
     eprintln!(
-        "mqtt:     {} events accepted; {} of {} QoS 1 messages acknowledged; {} dropped (queue full), {} never handed over; {} connect(s){}",
+        "mqtt:     {} events queued, {} acknowledged by the broker ({} sent), {} still queued; {} connect(s){}",
         m.accepted,
         m.acked,
         m.sent,
-        m.dropped,
-        m.unsent,
+        m.queued,
         m.connects,
         m.last_error
             .as_ref()
             .map(|e| format!(", last error: {e}"))
             .unwrap_or_default()
     );
+    if m.recovered + m.torn + m.dropped + m.refused > 0 {
+        eprintln!(
+            "queue:    {} recovered from an earlier run, {} damaged record(s) skipped, {} dropped by the bounds, {} refused",
+            m.recovered, m.torn, m.dropped, m.refused
+        );
+    }
     eprintln!(
         "start-up: {:.0} ms (model, source)",
         report.startup.as_secs_f64() * 1e3
@@ -162,15 +169,32 @@ fn print_summary(report: &Report) {
     }
 }
 
-fn execute(d: Deployment, frames: Option<u64>, print_events: bool) -> ocellus::Result<u8> {
+fn execute(
+    d: Deployment,
+    frames: Option<u64>,
+    print_events: bool,
+    format: Format,
+) -> ocellus::Result<u8> {
     let stop = stop_flag()?;
+    let queue_dir = d.mqtt.queue.dir.clone();
     let bar = std::cell::RefCell::new(ProgressBar::new());
-    let opts = Options { max_frames: frames };
+    let opts = Options {
+        max_frames: frames,
+        ..Default::default()
+    };
     let report = d.run(
         &opts,
         &stop,
         |ev, accepted| {
-            if print_events {
+            if format == Format::Json {
+                // only what is stored: a consumer can hold us to every line it saw
+                if accepted {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&ev.to_json());
+                    let _ = out.write_all(b"\n");
+                    let _ = out.flush();
+                }
+            } else if print_events {
                 let b = bar.borrow();
                 if b.enabled && b.last_drawn > 0 {
                     eprint!("\r\x1b[K");
@@ -190,11 +214,18 @@ fn execute(d: Deployment, frames: Option<u64>, print_events: bool) -> ocellus::R
         eprintln!("error: {e}");
         return Ok(crate::EXIT_SETUP);
     }
-    if !report.publish.flushed {
-        let m = &report.publish;
-        let lost = m.unacked + m.unsent + m.dropped;
+    let m = &report.publish;
+    if m.dropped + m.refused > 0 {
         eprintln!(
-            "warning: the broker did not acknowledge everything before the stop: up to {lost} message(s) were not delivered"
+            "warning: {} event(s) were lost to the queue bounds or a failed disk write (see [queue] in docs/config.md)",
+            m.dropped + m.refused
+        );
+    }
+    if !m.flushed {
+        eprintln!(
+            "warning: the broker did not acknowledge everything before the stop: {} event(s) wait in {} and are sent first at the next start",
+            m.queued,
+            queue_dir.display()
         );
         return Ok(crate::EXIT_PARTIAL);
     }
@@ -206,6 +237,7 @@ pub(crate) fn run(
     frames: Option<u64>,
     onnxruntime: Option<PathBuf>,
     quiet: bool,
+    format: Format,
 ) -> ocellus::Result<u8> {
     let cfg = Config::load(config)?;
     let mut d = Deployment::from_config(&cfg);
@@ -213,23 +245,23 @@ pub(crate) fn run(
         d.onnxruntime = onnxruntime;
     }
     eprintln!(
-        "ocellus: device {} | source {} | model {} | {} line(s), {} zone(s) | mqtt://{}:{}/{}",
+        "ocellus: device {} | source {} | model {} | {} line(s), {} zone(s) | {}/{} | queue {}",
         d.device,
         cfg.source.kind(),
         d.card.name,
         d.rules.lines.len(),
         d.rules.zones.len(),
-        d.mqtt.host,
-        d.mqtt.port,
-        d.mqtt.topic_prefix
+        d.mqtt.broker(),
+        d.mqtt.topic_prefix,
+        d.mqtt.queue.dir.display()
     );
-    execute(d, frames, !quiet)
+    execute(d, frames, !quiet, format)
 }
 
 pub(crate) fn check_config(config: &Path) -> ocellus::Result<u8> {
     let cfg = Config::load(config)?;
     println!(
-        "{}: ok — device {}, source {}, model {} ({}), {} line(s), {} zone(s), broker {}:{}",
+        "{}: ok — device {}, source {}, model {} ({}), {} line(s), {} zone(s), broker {}://{}:{}, queue {}",
         config.display(),
         cfg.device.id,
         cfg.source.kind(),
@@ -237,8 +269,14 @@ pub(crate) fn check_config(config: &Path) -> ocellus::Result<u8> {
         cfg.model.card_path.display(),
         cfg.rules.lines.len(),
         cfg.rules.zones.len(),
+        if cfg.mqtt.tls.is_some() {
+            "mqtts"
+        } else {
+            "mqtt"
+        },
         cfg.mqtt.host,
-        cfg.mqtt.port
+        cfg.mqtt.port,
+        cfg.queue.dir.display()
     );
     Ok(0)
 }
@@ -280,16 +318,32 @@ pub(crate) fn demo(
             ),
         });
     }
-    let (host, port) = match broker {
-        Some(url) => ocellus::config::parse_mqtt_url(&url).map_err(|message| {
-            ocellus::Error::InvalidOption {
-                name: "--broker".into(),
-                message,
+    let (host, port, tls) = match broker {
+        Some(url) => {
+            let b = ocellus::config::parse_broker_url(&url).map_err(|message| {
+                ocellus::Error::InvalidOption {
+                    name: "--broker".into(),
+                    message,
+                }
+            })?;
+            // mqtts:// with the system's roots; plaintext only to a broker on this machine
+            if !b.tls && !ocellus::config::is_loopback_host(&b.host) {
+                return Err(ocellus::Error::InvalidOption {
+                    name: "--broker".into(),
+                    message: format!(
+                        "\"{url}\" is plaintext to another machine: use mqtts://, or run `ocellus run` with a config that sets mqtt.allow_insecure = true"
+                    ),
+                });
             }
-        })?,
-        None => crate::broker::start_embedded(port)?,
+            (b.host, b.port, b.tls)
+        }
+        None => {
+            let (h, p) = crate::broker::start_embedded(port)?;
+            (h, p, false)
+        }
     };
     let device: Arc<str> = Arc::from("ocellus-demo");
+    let demo_queue = TempDir::new("ocellus-demo-queue")?;
     let d = Deployment {
         device: device.clone(),
         source: SourceConfig::Video {
@@ -305,19 +359,44 @@ pub(crate) fn demo(
         onnxruntime,
         tracker: Default::default(),
         rules: demo_rules(),
+        // a queue of its own per demo run: a demo never replays an earlier one's events
         mqtt: MqttSettings {
-            host: host.clone(),
-            port,
-            client_id: "ocellus-demo".into(),
-            topic_prefix: "ocellus".into(),
-            device,
-            keep_alive: Duration::from_secs(30),
-            max_pending_events: 10_000,
+            tls: tls.then(Default::default),
+            ..MqttSettings::new(host.clone(), port, &device, demo_queue.path())
         },
+        health_interval: Duration::from_secs(5),
     };
     eprintln!(
-        "ocellus demo: vtest.avi → SSD-MobileNet-v2 person detector → tracker → line \"walkway\" + zone \"crossing\" → mqtt://{host}:{port}"
+        "ocellus demo: vtest.avi → SSD-MobileNet-v2 person detector → tracker → line \"walkway\" + zone \"crossing\" → {}",
+        d.mqtt.broker()
     );
     eprintln!("  watch with: mosquitto_sub -h {host} -p {port} -t 'ocellus/#' -v");
-    execute(d, frames, true)
+    execute(d, frames, true, Format::Text)
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> ocellus::Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|source| ocellus::Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(TempDir(dir))
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -4,7 +4,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod broker;
+pub mod faults;
 pub mod onnx;
+pub mod tls;
 
 use std::path::PathBuf;
 
