@@ -29,7 +29,7 @@ declare -A FOOTAGE_SHA256=(
   [basketball1.png]=ba06f6701f7260998b430c39b6557f775497e6ce7b1a74f0b7ea6af371bf54a6
   [messi5.jpg]=1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9
 )
-APT_PACKAGES=(ffmpeg mosquitto mosquitto-clients unzip gcc ca-certificates libclang1-14 linux-libc-dev)
+APT_PACKAGES=(ffmpeg mosquitto mosquitto-clients openssl unzip gcc ca-certificates libclang1-14 linux-libc-dev)
 
 did=0        # steps that changed something
 step=""      # current step, for error messages

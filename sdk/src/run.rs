@@ -221,12 +221,16 @@ fn execute(
             m.dropped + m.refused
         );
     }
+    let lost = m.dropped + m.refused;
     if !m.flushed {
         eprintln!(
             "warning: the broker did not acknowledge everything before the stop: {} event(s) wait in {} and are sent first at the next start",
             m.queued,
             queue_dir.display()
         );
+        return Ok(crate::EXIT_PARTIAL);
+    }
+    if lost > 0 {
         return Ok(crate::EXIT_PARTIAL);
     }
     Ok(0)

@@ -431,3 +431,81 @@ fn ocellus_run_with_a_wrong_password_exits_2_naming_the_key() {
         "{stderr}"
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// A queue that cannot be written.
+
+fn small_config(dir: &Path, port: u16, queue: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(config(dir, port, queue))
+        .unwrap()
+        .replace("loop = true", "loop = false")
+        .replace(
+            "fsync_ms = 100",
+            "fsync_ms = 100\n\n[health]\ninterval_s = 1",
+        );
+    let path = dir.join("small.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_queue_directory_that_is_a_file_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let cfg = small_config(dir.path(), free_port(), &file);
+    let started = Instant::now();
+    let out = common::bin()
+        .args(["run", "--quiet", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&file.display().to_string()) && stderr.contains("event queue"),
+        "{stderr}"
+    );
+    // refused before the model is loaded
+    assert!(started.elapsed() < Duration::from_secs(5), "{stderr}");
+}
+
+#[test]
+fn a_full_disk_is_counted_reported_in_health_and_fails_the_exit_code() {
+    let port = free_port();
+    let mut broker = Broker::on_port(port);
+    broker.start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path(), port, &dir.path().join("queue"));
+    // a file-size limit of 1 KiB stands in for a full disk: writes past it fail with EFBIG
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 2; exec '{}' run --quiet --frames 200 --config '{}'",
+            env!("CARGO_BIN_EXE_ocellus"),
+            cfg.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("disk is full"), "{stderr}");
+    assert!(
+        stderr.contains("were lost to the queue bounds or a failed disk write"),
+        "{stderr}"
+    );
+    let health: serde_json::Value = serde_json::from_str(
+        &common::broker::retained(port, "kill/cam-kill/health").expect("retained health"),
+    )
+    .unwrap();
+    assert!(
+        health["events"]["store_errors"].as_u64().unwrap() > 0,
+        "{health}"
+    );
+    assert!(
+        health["degraded"]
+            .to_string()
+            .contains("could not be written to disk"),
+        "{health}"
+    );
+}
