@@ -84,6 +84,16 @@ fn events(lines: &[String], device: &str) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
+/// The event count of the run summary on stderr.
+fn summary_events(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("events:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no events line in {stderr}"))
+}
+
 #[test]
 fn three_hundred_frames_of_vtest_give_valid_complete_events() {
     let broker = Mosquitto::start();
@@ -99,12 +109,7 @@ fn three_hundred_frames_of_vtest_give_valid_complete_events() {
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // the summary's event count is what the independent subscriber must see
-    let reported: usize = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("events:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no events line in {stderr}"));
+    let reported = summary_events(&stderr);
     assert!(stderr.contains("300 processed"), "{stderr}");
     assert!(
         sub.wait_for(Duration::from_secs(10), |l| events(l, "e2e-cam").len()
@@ -367,12 +372,7 @@ fn an_unreachable_broker_is_reported_not_hidden() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("sent first at the next start"), "{stderr}");
     assert!(stderr.contains("Connection refused"), "{stderr}");
-    let produced: usize = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("events:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no events line in {stderr}"));
+    let produced = summary_events(&stderr);
     assert!(produced > 0, "{stderr}");
 
     // the broker appears; the next run sends what the first one left on disk, first
