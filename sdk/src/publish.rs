@@ -484,9 +484,14 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        // shutdown() joins the thread; a publisher dropped without it still stops it (the queue
-        // keeps whatever was not acknowledged)
+        // shutdown() joins the thread; a publisher dropped without it stops it here, without
+        // waiting for the broker (the queue keeps whatever was not acknowledged). Joining releases
+        // the queue's lock before drop returns, so the next publisher can open it. The thread
+        // checks the flag at least every 20 ms.
         self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.conn.take() {
+            let _ = h.join();
+        }
     }
 }
 
