@@ -410,6 +410,16 @@ impl ModelCard {
                         "grid sizes and anchors per cell must be 1..=1024".into(),
                     ));
                 }
+                if crate::infer::blazeface::total_anchors(anchor_cells, anchors_per_cell).is_none()
+                {
+                    return Err(invalid(
+                        "output.anchor_cells",
+                        format!(
+                            "the layers have more than {} anchors in all (anchor_cells² × anchors_per_cell, summed)",
+                            crate::infer::blazeface::MAX_ANCHORS
+                        ),
+                    ));
+                }
                 check_nms(&invalid, *nms_iou, *max_detections)?;
             }
             OutputSpec::Yolo {
@@ -670,5 +680,19 @@ output = "output0"
         };
         assert!(msg.contains("/nonexistent-dir/t.onnx"), "{msg}");
         assert!(msg.contains("models/provision.sh"), "{msg}");
+    }
+
+    #[test]
+    fn blazeface_anchor_layouts_beyond_the_cap_are_refused() {
+        let text = BUILTIN_BLAZEFACE
+            .replace("anchor_cells = [16, 8]", "anchor_cells = [1024, 1024]")
+            .replace(
+                "anchors_per_cell = [2, 6]",
+                "anchors_per_cell = [1024, 1024]",
+            );
+        assert_ne!(text, BUILTIN_BLAZEFACE);
+        let msg = err_of(&text);
+        assert!(msg.contains("output.anchor_cells"), "{msg}");
+        assert!(msg.contains("anchors"), "{msg}");
     }
 }

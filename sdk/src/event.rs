@@ -126,8 +126,31 @@ impl Event {
     }
 
     /// The MQTT topic: `{prefix}/{device}/events/{type}`.
+    ///
+    /// It always has exactly the levels of the prefix plus three, whatever the strings hold:
+    /// [`Event`]'s fields are public, so a device id that never went through the config check
+    /// could contain `/` (an extra level), `+` or `#` (wildcards, which a publish topic must not
+    /// contain) or NUL. Every character of the device id outside `A-Z a-z 0-9 . _ -` becomes `_`
+    /// (an empty id becomes `_`), and in the prefix every `+`, `#` and NUL becomes `_` (its `/`
+    /// separators stay, an empty prefix becomes `_`). A valid config never triggers this; use
+    /// [`topic_level_problem`] to refuse bad ids up front instead.
     pub fn topic(&self, prefix: &str) -> String {
-        format!("{prefix}/{}/events/{}", self.device, self.kind.as_str())
+        let prefix: String = if prefix.is_empty() {
+            "_".to_owned()
+        } else {
+            prefix
+                .chars()
+                .map(|c| match c {
+                    '+' | '#' | '\0' => '_',
+                    c => c,
+                })
+                .collect()
+        };
+        format!(
+            "{prefix}/{}/events/{}",
+            topic_level(&self.device),
+            self.kind.as_str()
+        )
     }
 
     /// The JSON payload.
@@ -136,6 +159,45 @@ impl Event {
         // would be caught by the schema validation of any consumer.
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// Longest topic level (device id) that [`topic_level_problem`] accepts, in bytes (the config's
+/// limit for `device.id`).
+pub const MAX_TOPIC_LEVEL: usize = 128;
+
+fn is_level_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// What is wrong with `s` as one MQTT topic level (a device id): `None` when it is 1 to
+/// [`MAX_TOPIC_LEVEL`] characters of `A-Z a-z 0-9 . _ -`, else a message naming the problem.
+pub fn topic_level_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    if let Some(c) = s.chars().find(|&c| !is_level_char(c)) {
+        return Some(format!(
+            "contains {c:?}; use only A-Z a-z 0-9 . _ - (it becomes one MQTT topic level)"
+        ));
+    }
+    (s.len() > MAX_TOPIC_LEVEL)
+        .then(|| format!("is {} bytes long; at most {MAX_TOPIC_LEVEL}", s.len()))
+}
+
+/// `s` as exactly one topic level: characters outside `A-Z a-z 0-9 . _ -` become `_`, an empty
+/// string becomes `_`.
+fn topic_level(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.is_empty() && s.chars().all(is_level_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    if s.is_empty() {
+        return std::borrow::Cow::Borrowed("_");
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| if is_level_char(c) { c } else { '_' })
+            .collect(),
+    )
 }
 
 fn round4(v: f32) -> f32 {
@@ -259,5 +321,40 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap_or_default();
         assert_eq!(v["count"], 2);
         assert!(v.get("track").is_none() && v.get("bbox").is_none());
+    }
+
+    #[test]
+    fn topic_has_exactly_three_levels_after_the_prefix() {
+        let ev = rule_event(RuleEventKind::ZoneEntered);
+        for (device, level) in [
+            ("cam-1", "cam-1"),
+            ("a/b", "a_b"),
+            ("+", "_"),
+            ("#", "_"),
+            ("", "_"),
+            ("x\0y", "x_y"),
+        ] {
+            let e = Event::from_rule(&Arc::from(device), UNIX_EPOCH, &ev);
+            assert_eq!(
+                e.topic("p"),
+                format!("p/{level}/events/zone_entered"),
+                "{device:?}"
+            );
+        }
+        let e = Event::from_rule(&Arc::from("d"), UNIX_EPOCH, &ev);
+        assert_eq!(e.topic(""), "_/d/events/zone_entered");
+        assert_eq!(e.topic("a/+/#"), "a/_/_/d/events/zone_entered");
+        assert_eq!(topic_level_problem("cam-1.b_c"), None);
+        for bad in [
+            "",
+            "a/b",
+            "+",
+            "#",
+            "a b",
+            "é",
+            &"x".repeat(MAX_TOPIC_LEVEL + 1),
+        ] {
+            assert!(topic_level_problem(bad).is_some(), "{bad:?}");
+        }
     }
 }

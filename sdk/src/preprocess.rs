@@ -9,6 +9,30 @@ use crate::error::{Error, Result};
 /// Largest frame side accepted, to bound allocations from a hostile header.
 pub const MAX_FRAME_SIDE: u32 = 16_384;
 
+/// Most pixels a frame may have (64 Mi: 8192 x 8192, or 16384 x 4096), so that one RGB frame
+/// is at most 192 MiB however its header lies; an 8K UHD frame (33 Mpx) fits.
+pub const MAX_FRAME_PIXELS: u64 = 1 << 26;
+
+/// Check a frame size against [`MAX_FRAME_SIDE`] and [`MAX_FRAME_PIXELS`]; the error says which
+/// bound is broken (without the size, which the caller puts in front).
+pub fn frame_size_problem(width: u32, height: u32) -> Option<String> {
+    if width == 0 || height == 0 || width > MAX_FRAME_SIDE || height > MAX_FRAME_SIDE {
+        return Some(format!("size is outside 1..={MAX_FRAME_SIDE} per side"));
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    (pixels > MAX_FRAME_PIXELS)
+        .then(|| format!("{pixels} pixels is more than the {MAX_FRAME_PIXELS} a frame may have"))
+}
+
+/// `width * height * 3` for a frame size that passed [`frame_size_problem`]; `None` on overflow
+/// (never for such a size, even with a 32-bit `usize`).
+pub(crate) fn rgb_len(width: u32, height: u32) -> Option<usize> {
+    usize::try_from(width)
+        .ok()?
+        .checked_mul(usize::try_from(height).ok()?)?
+        .checked_mul(3)
+}
+
 /// An owned, packed 8-bit RGB frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RgbFrame {
@@ -26,12 +50,11 @@ pub struct RgbView<'a> {
 }
 
 fn check_dims(width: u32, height: u32, len: usize) -> Result<()> {
-    if width == 0 || height == 0 || width > MAX_FRAME_SIDE || height > MAX_FRAME_SIDE {
-        return Err(Error::Frame(format!(
-            "{width}x{height} is outside 1..={MAX_FRAME_SIDE} per side"
-        )));
+    if let Some(problem) = frame_size_problem(width, height) {
+        return Err(Error::Frame(format!("{width}x{height}: {problem}")));
     }
-    let want = width as usize * height as usize * 3;
+    let want = rgb_len(width, height)
+        .ok_or_else(|| Error::Frame(format!("{width}x{height}: the size overflows")))?;
     if len != want {
         return Err(Error::Frame(format!(
             "{width}x{height} RGB needs {want} bytes, got {len}"

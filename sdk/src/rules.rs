@@ -106,6 +106,10 @@ pub const MAX_NAME_LEN: usize = 64;
 /// 1000 × 1000 image): polygons below it are degenerate (collinear or repeated vertices).
 const MIN_ZONE_AREA: f64 = 1e-9;
 
+/// Most vertices a zone polygon may have (the config's limit too): every observation is tested
+/// against every edge.
+pub const MAX_ZONE_VERTICES: usize = 256;
+
 /// Largest accepted `zone_debounce_frames`.
 const MAX_DEBOUNCE_FRAMES: u32 = 100;
 
@@ -227,10 +231,10 @@ impl Rules {
     /// Checks: `line_hysteresis` in `0..0.5`, `zone_debounce_frames` in `1..=100`; names match
     /// `[A-Za-z0-9._-]{1,64}` (they become MQTT topic levels) and are unique across lines and
     /// zones; every coordinate is finite and within `0..=1`; a line's `a != b`; a polygon has at
-    /// least 3 vertices and a non-zero area; a zone's `dwell`, if given, is greater than zero;
-    /// labels are non-empty strings. Errors are [`Error::InvalidOption`] whose `name` is the path
-    /// of the faulty field (e.g. `rules.line.door.a`, `rules.zone.shelf.polygon[2]`) and whose
-    /// message names the rule.
+    /// least 3 and at most [`MAX_ZONE_VERTICES`] vertices and a non-zero area; a zone's `dwell`,
+    /// if given, is greater than zero; labels are non-empty strings. Errors are
+    /// [`Error::InvalidOption`] whose `name` is the path of the faulty field (e.g.
+    /// `rules.line.door.a`, `rules.zone.shelf.polygon[2]`) and whose message names the rule.
     pub fn new(lines: Vec<LineRule>, zones: Vec<ZoneRule>, cfg: RulesConfig) -> Result<Self> {
         validate_config(&cfg)?;
         let mut names: HashMap<String, &'static str> = HashMap::new();
@@ -889,6 +893,15 @@ fn validate_zone(zone: &ZoneRule) -> Result<()> {
             format!("rules.zone.{name}.polygon"),
             format!(
                 "zone `{name}`: the polygon has {} vertices, it needs at least 3",
+                zone.polygon.len()
+            ),
+        ));
+    }
+    if zone.polygon.len() > MAX_ZONE_VERTICES {
+        return Err(invalid(
+            format!("rules.zone.{name}.polygon"),
+            format!(
+                "zone `{name}`: the polygon has {} vertices, at most {MAX_ZONE_VERTICES} are allowed",
                 zone.polygon.len()
             ),
         ));

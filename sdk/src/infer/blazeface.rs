@@ -4,10 +4,39 @@
 use super::{Candidate, OutputTensor};
 use crate::error::Result;
 
+/// Most anchors a model may have over all its layers (BlazeFace has 896, its full-range variant
+/// 2304): bounds what a card can make us allocate.
+pub const MAX_ANCHORS: usize = 1 << 20;
+
+/// Anchors of one layer, `cells * cells * per_cell`; `None` on overflow.
+pub fn layer_anchors(cells: u32, per_cell: u32) -> Option<usize> {
+    let cells = usize::try_from(cells).ok()?;
+    cells
+        .checked_mul(cells)?
+        .checked_mul(usize::try_from(per_cell).ok()?)
+}
+
+/// Anchors over all layers; `None` on overflow or above [`MAX_ANCHORS`].
+pub fn total_anchors(cells: &[u32], per_cell: &[u32]) -> Option<usize> {
+    cells
+        .iter()
+        .zip(per_cell)
+        .try_fold(0usize, |sum, (&n, &k)| {
+            sum.checked_add(layer_anchors(n, k)?)
+        })
+        .filter(|&n| n <= MAX_ANCHORS)
+}
+
 /// Anchor centres, normalised: for each layer, rows top to bottom, cells left to right,
 /// `per_cell` anchors at each cell centre `((x + 0.5) / cells, (y + 0.5) / cells)`.
+///
+/// Empty when the layout has more than [`MAX_ANCHORS`] anchors (a card refuses such a layout, so
+/// this only guards hand-built ones; decoding then reports that the anchors do not fit).
 pub fn anchors(cells: &[u32], per_cell: &[u32]) -> Vec<[f32; 2]> {
-    let mut v = Vec::new();
+    let Some(total) = total_anchors(cells, per_cell) else {
+        return Vec::new();
+    };
+    let mut v = Vec::with_capacity(total);
     for (&n, &k) in cells.iter().zip(per_cell) {
         for y in 0..n {
             for x in 0..n {
@@ -38,18 +67,27 @@ pub fn decode_layer(
     let stride = boxes.dim(2)?;
     boxes.expect_shape(&[Some(1), Some(a), Some(stride.max(4))])?;
     let (w, h) = (input.0 as f32, input.1 as f32);
-    for (i, anchor) in anchors.iter().enumerate() {
-        let score = sigmoid(scores.data[i]);
-        if !super::passes(score, threshold) {
+    for ((anchor, &logit), r) in anchors
+        .iter()
+        .zip(scores.data)
+        .zip(boxes.data.chunks_exact(stride.max(4)))
+    {
+        let Some(score) = super::accept_score(sigmoid(logit), threshold) else {
+            continue;
+        };
+        let &[dx, dy, bw, bh, ..] = r else {
+            continue;
+        };
+        let (cx, cy) = (anchor[0] + dx / w, anchor[1] + dy / h);
+        let (bw, bh) = (bw / w, bh / h);
+        if !(bw > 0.0 && bh > 0.0) {
             continue;
         }
-        let r = &boxes.data[i * stride..i * stride + 4];
-        let (cx, cy) = (anchor[0] + r[0] / w, anchor[1] + r[1] / h);
-        let (bw, bh) = (r[2] / w, r[3] / h);
-        let bbox = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
-        if bbox.iter().any(|v| !v.is_finite()) || bw <= 0.0 || bh <= 0.0 {
+        let Some(bbox) =
+            super::usable_box([cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0])
+        else {
             continue;
-        }
+        };
         out.push(Candidate {
             class_id: 0,
             score,
@@ -110,5 +148,47 @@ mod tests {
         );
         let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("Identity:0"), "{msg}");
+    }
+
+    #[test]
+    fn non_finite_and_degenerate_boxes_are_dropped() -> Result<()> {
+        let anchors = [[0.5, 0.5]; 8];
+        let nan = f32::NAN;
+        let inf = f32::INFINITY;
+        let scores = [2.0, nan, inf, 2.0, 2.0, 2.0, 2.0, 2.0];
+        #[rustfmt::skip]
+        let boxes = [
+            0.0, 0.0, 32.0, 32.0, // kept
+            0.0, 0.0, 32.0, 32.0, // NaN logit
+            0.0, 0.0, 32.0, 32.0, // +inf logit: sigmoid 1, kept
+            nan, 0.0, 32.0, 32.0,
+            0.0, -inf, 32.0, 32.0,
+            0.0, 0.0, -32.0, 32.0, // negative width
+            0.0, 0.0, 32.0, f32::MAX, // absurdly tall: clamped to the frame's height
+            1e9, 0.0, 32.0, 32.0, // far outside: empty once clamped
+        ];
+        let mut out = Vec::new();
+        decode_layer(
+            &OutputTensor::new("s", &[1, 8, 1], &scores),
+            &OutputTensor::new("b", &[1, 8, 4], &boxes),
+            &anchors,
+            (128, 128),
+            0.5,
+            &mut out,
+        )?;
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(out.iter().all(|c| c.score.is_finite() && c.score <= 1.0));
+        assert_eq!(out[0].bbox, [0.375, 0.375, 0.625, 0.625]);
+        assert_eq!(out[2].bbox, [0.375, 0.0, 0.625, 1.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn anchor_layouts_beyond_the_cap_give_no_anchors() {
+        assert_eq!(layer_anchors(1024, 1024), Some(1 << 30));
+        assert_eq!(total_anchors(&[1024], &[1024]), None);
+        assert!(anchors(&[1024], &[1024]).is_empty());
+        assert_eq!(total_anchors(&[16, 8], &[2, 6]), Some(896));
+        assert_eq!(layer_anchors(u32::MAX, u32::MAX), None);
     }
 }

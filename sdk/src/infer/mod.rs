@@ -52,6 +52,22 @@ pub(crate) fn passes(score: f32, threshold: f32) -> bool {
     score.is_finite() && score >= threshold
 }
 
+/// The score a candidate reports: `None` unless it [`passes`]; an absurd score above 1 (a model
+/// that does not output probabilities) is reported as 1, never as 1e30.
+pub(crate) fn accept_score(score: f32, threshold: f32) -> Option<f32> {
+    passes(score, threshold).then_some(score.min(1.0))
+}
+
+/// A box `[x0, y0, x1, y1]` clamped to `0..=1`, or `None` when a coordinate is not finite or the
+/// clamped box is empty or inverted (`x1 <= x0` or `y1 <= y0`): a detection nobody can use.
+pub fn usable_box(bbox: [f32; 4]) -> Option<[f32; 4]> {
+    if !bbox.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let [x0, y0, x1, y1] = bbox.map(|v| v.clamp(0.0, 1.0));
+    (x1 > x0 && y1 > y0).then_some([x0, y0, x1, y1])
+}
+
 /// A borrowed f32 model output: its name (for errors), shape and data.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputTensor<'a> {
@@ -71,8 +87,8 @@ impl<'a> OutputTensor<'a> {
 
     /// Dimension `i`, or an error naming the output.
     pub fn dim(&self, i: usize) -> Result<usize> {
-        match self.shape.get(i) {
-            Some(&d) if d >= 0 => Ok(d as usize),
+        match self.shape.get(i).map(|&d| usize::try_from(d)) {
+            Some(Ok(d)) => Ok(d),
             _ => Err(self.shape_error(&format!("at least {} dimensions", i + 1))),
         }
     }
@@ -84,7 +100,7 @@ impl<'a> OutputTensor<'a> {
                 .shape
                 .iter()
                 .zip(want)
-                .all(|(&s, w)| s >= 0 && w.is_none_or(|w| s as usize == w));
+                .all(|(&s, w)| usize::try_from(s).is_ok_and(|s| w.is_none_or(|w| s == w)));
         if !fits {
             let w: Vec<String> = want
                 .iter()
@@ -95,7 +111,9 @@ impl<'a> OutputTensor<'a> {
         self.check_len()
     }
 
-    fn check_len(&self) -> Result<()> {
+    /// Check that the data holds exactly as many elements as the shape says (no negative
+    /// dimension, no overflow).
+    pub fn check_len(&self) -> Result<()> {
         let n = self
             .shape
             .iter()
@@ -219,7 +237,9 @@ impl Detector {
                 .with_intra_threads(n)
                 .map_err(|e| load_err(e.into()))?;
         }
-        let session = builder.commit_from_file(model_path).map_err(load_err)?;
+        let session = builder
+            .commit_from_file(model_path)
+            .map_err(|e| load_err(explain_load_error(e, card, model_path)))?;
 
         let mismatch = |message: String| Error::ModelMismatch {
             path: model_path.to_path_buf(),
@@ -243,11 +263,33 @@ impl Detector {
         };
         if tensor_ty(input.dtype()) != Some(want) {
             return Err(mismatch(format!(
-                "input `{}` is a {}, the card says {:?}",
+                "input `{}` is a {}, the card says {:?}; fix `input.dtype` in {}",
                 card.input.name,
                 dtype_name(input.dtype()),
-                card.input.dtype
+                card.input.dtype,
+                card.path.display()
             )));
+        }
+        if let ValueType::Tensor { shape, .. } = input.dtype() {
+            let (w, h) = (i64::from(card.input.width), i64::from(card.input.height));
+            let expected = match card.input.layout {
+                crate::card::Layout::Nhwc => [1, h, w, 3],
+                crate::card::Layout::Nchw => [1, 3, h, w],
+            };
+            // A dynamic dimension (-1) takes any size.
+            let fits = shape.len() == expected.len()
+                && shape.iter().zip(expected).all(|(&d, e)| d < 0 || d == e);
+            if !fits {
+                return Err(mismatch(format!(
+                    "input `{}` has shape {:?}, but the card's {:?} {}x{} input is {expected:?}; fix `input.layout`, `input.width` and `input.height` in {}",
+                    card.input.name,
+                    &**shape,
+                    card.input.layout,
+                    card.input.width,
+                    card.input.height,
+                    card.path.display()
+                )));
+            }
         }
         for name in card.output.output_names() {
             let out = session
@@ -257,13 +299,15 @@ impl Detector {
                 .ok_or_else(|| {
                     let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
                     mismatch(format!(
-                        "the card's output `{name}` is not an output of the model (it has {names:?})"
+                        "the card's output `{name}` is not an output of the model (it has {names:?}); fix the `output` names in {}",
+                        card.path.display()
                     ))
                 })?;
             if tensor_ty(out.dtype()) != Some(TensorElementType::Float32) {
                 return Err(mismatch(format!(
-                    "output `{name}` is a {}, the decoder needs Float32",
-                    dtype_name(out.dtype())
+                    "output `{name}` is a {}, the decoder needs Float32 (card {})",
+                    dtype_name(out.dtype()),
+                    card.path.display()
                 )));
             }
         }
@@ -371,17 +415,19 @@ impl Detector {
                 let mut cands = Vec::new();
                 let mut start = 0usize;
                 for (i, (sname, bname)) in scores.iter().zip(boxes).enumerate() {
-                    let n = anchor_cells[i] as usize
-                        * anchor_cells[i] as usize
-                        * anchors_per_cell[i] as usize;
-                    let layer =
-                        anchors
-                            .get(start..start + n)
-                            .ok_or_else(|| Error::ModelOutput {
-                                output: sname.clone(),
-                                message: "anchor layout does not fit the card".into(),
-                            })?;
-                    start += n;
+                    let layout_error = || Error::ModelOutput {
+                        output: sname.clone(),
+                        message: "anchor layout does not fit the card".into(),
+                    };
+                    let (cells, per_cell) = anchor_cells
+                        .get(i)
+                        .zip(anchors_per_cell.get(i))
+                        .ok_or_else(layout_error)?;
+                    let end = blazeface::layer_anchors(*cells, *per_cell)
+                        .and_then(|n| start.checked_add(n))
+                        .ok_or_else(layout_error)?;
+                    let layer = anchors.get(start..end).ok_or_else(layout_error)?;
+                    start = end;
                     let (ss, sd) = get(sname)?;
                     let (bs, bd) = get(bname)?;
                     blazeface::decode_layer(
@@ -415,17 +461,7 @@ impl Detector {
                 nms::nms(cands, *nms_iou, *class_agnostic, *max_detections)
             }
         };
-        let mut dets: Vec<Detection> = candidates
-            .into_iter()
-            .filter(|c| self.keep.as_ref().is_none_or(|k| k.contains(&c.class_id)))
-            .map(|c| Detection {
-                label: card.label(c.class_id),
-                class_id: c.class_id,
-                score: c.score,
-                bbox: transform.to_frame(c.bbox),
-            })
-            .collect();
-        dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let dets = to_detections(candidates, &transform, self.keep.as_deref(), card);
         self.last_decode = decode_start.elapsed();
         Ok(dets)
     }
@@ -440,6 +476,89 @@ impl Detector {
     pub fn run_raw(&mut self) -> Result<()> {
         run_session(&mut self.session, self.pre.tensor(), &self.card.input.name).map(drop)
     }
+}
+
+/// What a file that is not an ONNX model looks like, from its first bytes.
+fn sniff_foreign(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    let head = &head[..n];
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    Some(match head {
+        [] => "an empty file",
+        [0x89, b'P', b'N', b'G', ..] => "a PNG image",
+        [0xFF, 0xD8, 0xFF, ..] => "a JPEG image",
+        [b'P', b'K', 3, 4, ..] => "a ZIP archive (unpack the model from it)",
+        [0x1F, 0x8B, ..] => "a gzip archive (unpack the model from it)",
+        [b'G', b'I', b'F', b'8', ..] => "a GIF image",
+        _ if text.starts_with("version https://git-lfs") => {
+            "a Git LFS pointer (run `git lfs pull`, or fetch the model with models/provision.sh)"
+        }
+        _ if text.trim_start().starts_with("<!doctype")
+            || text.trim_start().starts_with("<html") =>
+        {
+            "an HTML page (a failed download?)"
+        }
+        _ if text.trim_start().starts_with("schema") || text.trim_start().starts_with('[') => {
+            "a text file (a model card instead of the model?)"
+        }
+        _ => return None,
+    })
+}
+
+/// ONNX Runtime's refusal of a model file, with what the file looks like and what to do.
+fn explain_load_error(e: ort::Error, card: &ModelCard, model: &Path) -> ort::Error {
+    let looks = sniff_foreign(model)
+        .map(|what| format!(" The file is {what}, not an ONNX model."))
+        .unwrap_or_default();
+    let said = e.to_string();
+    let said = said.trim_end_matches(['.', ' ', '\n']);
+    ort::Error::new_with_code(
+        e.code(),
+        format!(
+            "{said}.{looks} Card {} names `{}`: a truncated download, another file renamed .onnx, or an opset newer than this ONNX Runtime all fail here. Fetch the model again with `models/provision.sh`, or point the card's `file` at the right model",
+            card.path.display(),
+            card.file
+        ),
+    )
+}
+
+/// Candidates to detections, best score first: only the classes in `keep` (all if `None`), boxes
+/// mapped to the frame by `transform`. A candidate whose score is not finite, or whose box is not
+/// finite or is empty once mapped (a box inside the letterbox padding, an inverted box), is dropped.
+///
+/// The last step of [`Detector::infer`]; public (and hidden) for the fuzz targets in `sdk/fuzz`.
+#[doc(hidden)]
+pub fn to_detections(
+    candidates: Vec<Candidate>,
+    transform: &Transform,
+    keep: Option<&[u32]>,
+    card: &ModelCard,
+) -> Vec<Detection> {
+    let mut dets: Vec<Detection> = candidates
+        .into_iter()
+        .filter(|c| keep.is_none_or(|k| k.contains(&c.class_id)))
+        .filter(|c| c.score.is_finite())
+        .filter_map(|c| {
+            Some(Detection {
+                label: card.label(c.class_id),
+                class_id: c.class_id,
+                score: c.score,
+                bbox: usable_box(transform.to_frame(usable_box(c.bbox)?))?,
+            })
+        })
+        .collect();
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    dets
 }
 
 /// Feed the input tensor to the session without copying it.
@@ -481,5 +600,68 @@ mod tests {
         assert!(t.dim(1).is_err());
         let ok = OutputTensor::new("o", &[2, 2], &[0.0; 4]);
         assert!(ok.expect_shape(&[None, Some(2)]).is_ok());
+    }
+
+    #[test]
+    fn usable_boxes_are_finite_clamped_and_non_empty() {
+        assert_eq!(
+            usable_box([-0.5, 0.25, 0.5, 2.0]),
+            Some([0.0, 0.25, 0.5, 1.0])
+        );
+        for bad in [
+            [f32::NAN, 0.0, 1.0, 1.0],
+            [0.0, f32::INFINITY, 1.0, 1.0],
+            [0.0, 0.0, f32::NEG_INFINITY, 1.0],
+            [0.5, 0.0, 0.4, 1.0],
+            [0.5, 0.0, 0.5, 1.0],
+            [1.5, 0.0, 2.5, 1.0],
+            [-2.0, 0.0, -1.0, 1.0],
+        ] {
+            assert_eq!(usable_box(bad), None, "{bad:?}");
+        }
+        assert_eq!(accept_score(f32::NAN, 0.0), None);
+        assert_eq!(accept_score(f32::INFINITY, 0.0), None);
+        assert_eq!(accept_score(1e30, 0.5), Some(1.0));
+        assert_eq!(accept_score(0.4, 0.5), None);
+    }
+
+    #[test]
+    fn detections_in_the_letterbox_padding_or_non_finite_are_dropped() -> Result<()> {
+        let card = ModelCard::builtin_ssd()?;
+        let cand = |score: f32, bbox: [f32; 4]| Candidate {
+            class_id: 1,
+            score,
+            bbox,
+        };
+        // The frame fills the middle half of the input's height.
+        let letterbox = Transform {
+            scale: [1.0, 0.5],
+            offset: [0.0, 0.25],
+        };
+        let dets = to_detections(
+            vec![
+                cand(0.6, [0.1, 0.3, 0.2, 0.7]),
+                cand(0.9, [0.1, 0.0, 0.2, 0.2]), // in the top padding
+                cand(f32::NAN, [0.1, 0.3, 0.2, 0.7]),
+                cand(0.8, [0.1, f32::NAN, 0.2, 0.7]),
+                cand(0.7, [0.3, 0.3, 0.2, 0.7]), // inverted
+            ],
+            &letterbox,
+            None,
+            &card,
+        );
+        assert_eq!(dets.len(), 1, "{dets:?}");
+        assert_eq!(&*dets[0].label, "person");
+        assert!(dets[0].bbox.iter().all(|v| v.is_finite()));
+        // A transform that is itself broken (a zero or NaN scale) drops everything.
+        for scale in [0.0, f32::NAN, f32::INFINITY] {
+            let broken = Transform {
+                scale: [scale, 1.0],
+                offset: [0.0, 0.0],
+            };
+            let dets = to_detections(vec![cand(0.6, [0.1, 0.3, 0.2, 0.7])], &broken, None, &card);
+            assert!(dets.is_empty(), "{scale}: {dets:?}");
+        }
+        Ok(())
     }
 }

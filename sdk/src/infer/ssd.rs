@@ -4,7 +4,9 @@ use super::{Candidate, OutputTensor};
 use crate::error::Result;
 
 /// Decode `boxes [N,K,4]` (ymin, xmin, ymax, xmax), `scores [N,K]`, `classes [N,K]`, `count [N]`
-/// for batch item 0. Rows past `count`, below `threshold` or non-finite are skipped.
+/// for batch item 0. Rows past `count`, below `threshold`, with a non-finite score, class or box,
+/// a negative class, or a box that is empty or inverted once clamped to `0..=1` are skipped; a
+/// score above 1 is reported as 1.
 pub fn decode(
     boxes: &OutputTensor<'_>,
     scores: &OutputTensor<'_>,
@@ -17,34 +19,35 @@ pub fn decode(
     scores.expect_shape(&[Some(1), Some(k)])?;
     classes.expect_shape(&[Some(1), Some(k)])?;
     count.expect_shape(&[Some(1)])?;
-    let n = count.data[0];
+    let n = count.data.first().copied().unwrap_or(0.0);
     let n = if n.is_finite() && n > 0.0 {
+        // Saturating: a count of 1e30 is read as "all rows".
         (n as usize).min(k)
     } else {
         0
     };
     let mut out = Vec::new();
-    for i in 0..n {
-        let score = scores.data[i];
-        if !super::passes(score, threshold) {
+    let rows = boxes
+        .data
+        .chunks_exact(4)
+        .zip(scores.data)
+        .zip(classes.data)
+        .take(n);
+    for ((b, &score), &class) in rows {
+        let Some(score) = super::accept_score(score, threshold) else {
             continue;
-        }
-        let class = classes.data[i];
+        };
         if !class.is_finite() || class < 0.0 || class > u32::MAX as f32 {
             continue;
         }
-        let b = &boxes.data[i * 4..i * 4 + 4];
-        let (ymin, xmin, ymax, xmax) = (b[0], b[1], b[2], b[3]);
-        let bbox = [
-            xmin.clamp(0.0, 1.0),
-            ymin.clamp(0.0, 1.0),
-            xmax.clamp(0.0, 1.0),
-            ymax.clamp(0.0, 1.0),
-        ];
-        if bbox.iter().any(|v| v.is_nan()) {
+        let &[ymin, xmin, ymax, xmax] = b else {
             continue;
-        }
+        };
+        let Some(bbox) = super::usable_box([xmin, ymin, xmax, ymax]) else {
+            continue;
+        };
         out.push(Candidate {
+            // In range (checked above); `as` saturates anyway.
             class_id: class.round() as u32,
             score,
             bbox,
@@ -120,6 +123,50 @@ mod tests {
             0.5,
         )?;
         assert!(d.is_empty());
+        Ok(())
+    }
+
+    /// One-row SSD outputs.
+    fn one(bbox: [f32; 4], score: f32, class: f32, count: f32) -> Result<Vec<Candidate>> {
+        decode(
+            &OutputTensor::new("b", &[1, 1, 4], &bbox),
+            &OutputTensor::new("s", &[1, 1], &[score]),
+            &OutputTensor::new("c", &[1, 1], &[class]),
+            &OutputTensor::new("n", &[1], &[count]),
+            0.5,
+        )
+    }
+
+    #[test]
+    fn non_finite_and_degenerate_rows_are_dropped() -> Result<()> {
+        let good = [0.1, 0.2, 0.5, 0.4];
+        assert_eq!(one(good, 0.9, 1.0, 1.0)?.len(), 1);
+        for bad in [
+            [f32::NAN, 0.2, 0.5, 0.4],
+            [0.1, f32::INFINITY, 0.5, 0.4],
+            [0.1, 0.2, f32::NEG_INFINITY, 0.4],
+            [0.1, 0.2, 0.5, -f32::NAN],
+            [0.5, 0.2, 0.1, 0.4], // inverted
+            [0.1, 0.4, 0.5, 0.4], // zero width
+            [1.5, 1.5, 2.0, 2.0], // entirely outside the frame: empty once clamped
+        ] {
+            assert!(one(bad, 0.9, 1.0, 1.0)?.is_empty(), "{bad:?}");
+        }
+        for score in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1e30] {
+            assert!(one(good, score, 1.0, 1.0)?.is_empty(), "{score}");
+        }
+        for class in [f32::NAN, f32::INFINITY, -1.0, 1e30] {
+            assert!(one(good, 0.9, class, 1.0)?.is_empty(), "{class}");
+        }
+        for count in [f32::NAN, f32::NEG_INFINITY, -3.0, 0.0] {
+            assert!(one(good, 0.9, 1.0, count)?.is_empty(), "{count}");
+        }
+        // Absurd but usable: a huge count means all rows, a box sticking out is clamped, a score
+        // above 1 is reported as 1.
+        let d = one([-1.0, -5.0, 2.0, 0.5], 1e30, 1.0, 1e30)?;
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].bbox, [0.0, 0.0, 0.5, 1.0]);
+        assert_eq!(d[0].score, 1.0);
         Ok(())
     }
 }

@@ -17,7 +17,15 @@ pub fn resolve_layout(
         )));
     }
     let (d1, d2) = (out.shape[1], out.shape[2]);
-    let c = classes as i64;
+    let Some(c) = i64::try_from(classes)
+        .ok()
+        .filter(|&c| c <= i64::from(u32::MAX))
+    else {
+        return Err(out.shape_error(&format!(
+            "a YOLO output for at most {} classes, not {classes}",
+            u32::MAX
+        )));
+    };
     let v8 = d1 == 4 + c;
     let v5 = d2 == 5 + c;
     match layout {
@@ -49,45 +57,66 @@ pub fn decode(
     threshold: f32,
 ) -> Result<Vec<Candidate>> {
     let layout = resolve_layout(out, layout, classes)?;
+    out.check_len()?;
     let (w, h) = (input.0 as f32, input.1 as f32);
     let d = out.data;
     let mut v = Vec::new();
     let mut push = |cx: f32, cy: f32, bw: f32, bh: f32, class_id: usize, score: f32| {
-        if !super::passes(score, threshold) {
+        let Some(score) = super::accept_score(score, threshold) else {
+            return;
+        };
+        if !(bw > 0.0 && bh > 0.0) {
             return;
         }
-        let bbox = [
+        let Some(bbox) = super::usable_box([
             (cx - bw / 2.0) / w,
             (cy - bh / 2.0) / h,
             (cx + bw / 2.0) / w,
             (cy + bh / 2.0) / h,
-        ];
-        if bbox.iter().all(|x| x.is_finite()) && bw > 0.0 && bh > 0.0 {
-            v.push(Candidate {
-                class_id: class_id as u32,
-                score,
-                bbox,
-            });
-        }
+        ]) else {
+            return;
+        };
+        let Ok(class_id) = u32::try_from(class_id) else {
+            return;
+        };
+        v.push(Candidate {
+            class_id,
+            score,
+            bbox,
+        });
     };
     match layout {
         YoloLayout::V8 => {
-            let n = out.shape[2] as usize;
-            let at = |row: usize, i: usize| d[row * n + i];
+            // `check_len` passed: `d` holds (4 + classes) rows of `n`.
+            let n = out.dim(2)?;
+            if n == 0 {
+                return Ok(v);
+            }
+            let rows: Vec<&[f32]> = d.chunks_exact(n).collect();
+            let at = |row: usize, i: usize| {
+                rows.get(row)
+                    .and_then(|r| r.get(i))
+                    .copied()
+                    .unwrap_or(f32::NAN)
+            };
             for i in 0..n {
                 let (best, score) = argmax((0..classes).map(|c| at(4 + c, i)));
                 push(at(0, i), at(1, i), at(2, i), at(3, i), best, score);
             }
         }
         _ => {
-            let stride = 5 + classes;
+            let stride = classes
+                .checked_add(5)
+                .ok_or_else(|| out.shape_error("fewer classes"))?;
             for row in d.chunks_exact(stride) {
-                let obj = row[4];
+                let Some((&[cx, cy, bw, bh, obj], scores)) = row.split_first_chunk::<5>() else {
+                    continue;
+                };
                 if !super::passes(obj, threshold) {
                     continue;
                 }
-                let (best, cls) = argmax(row[5..].iter().copied());
-                push(row[0], row[1], row[2], row[3], best, obj * cls);
+                let (best, cls) = argmax(scores.iter().copied());
+                push(cx, cy, bw, bh, best, obj * cls);
             }
         }
     }
@@ -163,5 +192,87 @@ mod tests {
             .unwrap_or_default();
         assert!(msg.contains("output0"), "{msg}");
         assert!(msg.contains("[1, 6, N]"), "{msg}");
+    }
+
+    /// One YOLOv8 candidate (2 classes) on a 64x64 input.
+    fn v8(cx: f32, cy: f32, w: f32, h: f32, p0: f32, p1: f32) -> Result<Vec<Candidate>> {
+        let data = [cx, cy, w, h, p0, p1];
+        decode(
+            &OutputTensor::new("output0", &[1, 6, 1], &data),
+            YoloLayout::V8,
+            2,
+            (64, 64),
+            0.5,
+        )
+    }
+
+    #[test]
+    fn non_finite_and_degenerate_candidates_are_dropped() -> Result<()> {
+        assert_eq!(v8(32.0, 32.0, 16.0, 16.0, 0.9, 0.1)?.len(), 1);
+        let nan = f32::NAN;
+        let inf = f32::INFINITY;
+        for (cx, cy, w, h) in [
+            (nan, 32.0, 16.0, 16.0),
+            (32.0, inf, 16.0, 16.0),
+            (32.0, 32.0, nan, 16.0),
+            (32.0, 32.0, 16.0, -inf),
+            (32.0, 32.0, inf, 16.0),
+            (32.0, 32.0, -16.0, 16.0),
+            (32.0, 32.0, 0.0, 16.0),
+            (1e9, 1e9, 16.0, 16.0), // far outside the input: empty once clamped
+        ] {
+            assert!(v8(cx, cy, w, h, 0.9, 0.1)?.is_empty(), "{cx} {cy} {w} {h}");
+        }
+        for p in [nan, inf, -inf] {
+            assert!(v8(32.0, 32.0, 16.0, 16.0, p, p)?.is_empty(), "{p}");
+        }
+        // NaN never wins the argmax; an absurd score is reported as 1.
+        let d = v8(32.0, 32.0, 16.0, 16.0, nan, 0.8)?;
+        assert_eq!((d[0].class_id, d[0].score), (1, 0.8));
+        let d = v8(32.0, 32.0, 1e6, 1e6, 1e30, 0.0)?;
+        assert_eq!((d[0].class_id, d[0].score), (0, 1.0));
+        assert_eq!(d[0].bbox, [0.0, 0.0, 1.0, 1.0]);
+        // A box as large as f32 allows is clamped to the frame.
+        let d = v8(32.0, 32.0, f32::MAX, f32::MAX, 0.9, 0.0)?;
+        assert_eq!(d[0].bbox, [0.0, 0.0, 1.0, 1.0]);
+        // YOLOv5: NaN or infinite objectness, and a product that overflows.
+        for (obj, cls) in [(nan, 0.9), (0.9, nan), (inf, 0.9), (1e30, 1e30)] {
+            let data = [32.0, 32.0, 16.0, 16.0, obj, cls, 0.0];
+            let d = decode(
+                &OutputTensor::new("output0", &[1, 1, 7], &data),
+                YoloLayout::V5,
+                2,
+                (64, 64),
+                0.5,
+            )?;
+            assert!(d.is_empty(), "{obj} {cls}");
+        }
+        // A zero input size makes every box infinite: nothing, no panic.
+        let data = [32.0, 32.0, 16.0, 16.0, 0.9, 0.1];
+        let out = OutputTensor::new("output0", &[1, 6, 1], &data);
+        assert!(decode(&out, YoloLayout::V8, 2, (0, 0), 0.5)?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn shape_that_does_not_match_the_data_is_an_error_not_a_panic() {
+        for (shape, len) in [
+            (vec![1, 6, 100], 6),
+            (vec![1, 100, 7], 7),
+            (vec![1, 6, -1], 6),
+            (vec![1, 6, i64::MAX], 6),
+        ] {
+            let data = vec![0.5; len];
+            let out = OutputTensor::new("output0", &shape, &data);
+            for layout in [YoloLayout::Auto, YoloLayout::V8, YoloLayout::V5] {
+                let msg = decode(&out, layout, 2, (64, 64), 0.5)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                assert!(msg.contains("output0"), "{shape:?} {layout:?}: {msg}");
+            }
+        }
+        let out = OutputTensor::new("output0", &[1, 6, 1], &[0.0; 6]);
+        assert!(decode(&out, YoloLayout::Auto, usize::MAX, (64, 64), 0.5).is_err());
     }
 }

@@ -26,7 +26,7 @@
 //! and it is decoded again.
 
 use crate::error::{Error, Result};
-use crate::preprocess::{MAX_FRAME_SIDE, RgbFrame};
+use crate::preprocess::{RgbFrame, frame_size_problem};
 
 /// A pixel format a camera delivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,7 +121,8 @@ impl std::fmt::Display for PixelFormat {
 }
 
 /// The fewest bytes a frame of this layout needs, or `None` for MJPEG (whose frames vary in size)
-/// and for layouts that cannot be converted (a zero or too large side, an odd width for YUYV/UYVY,
+/// and for layouts that cannot be converted (a zero or too large side, more than
+/// [`MAX_FRAME_PIXELS`](crate::preprocess::MAX_FRAME_PIXELS) pixels, an odd width for YUYV/UYVY,
 /// an odd width or height for NV12, `bytes_per_line` below the bytes a row needs, overflow).
 ///
 /// Rows are `bytes_per_line` apart (a tight row when it is 0); the padding after the last row of a
@@ -197,8 +198,8 @@ struct Geometry {
 fn geometry(layout: &Layout) -> std::result::Result<Geometry, String> {
     const OVERFLOW: &str = "the layout's size overflows";
     let (w, h) = (layout.width, layout.height);
-    if w == 0 || h == 0 || w > MAX_FRAME_SIDE || h > MAX_FRAME_SIDE {
-        return Err(format!("size is outside 1..={MAX_FRAME_SIDE} per side"));
+    if let Some(problem) = frame_size_problem(w, h) {
+        return Err(problem);
     }
     let bytes_per_pixel: usize = match layout.format {
         PixelFormat::Yuyv | PixelFormat::Uyvy => {
@@ -409,13 +410,18 @@ fn per_pixel<const N: usize>(
 }
 
 /// Decode an MJPEG frame, inserting the standard Huffman tables if it lacks them.
+///
+/// The JPEG's own size is read from its header and compared with the layout before anything is
+/// decoded, so a frame whose header claims 65535x65535 costs no more than its own bytes.
 fn mjpeg_to_rgb(layout: &Layout, data: &[u8]) -> Result<RgbFrame> {
-    let decode =
-        |bytes: &[u8]| image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg);
-    let image = match decode(data) {
-        Ok(image) => image,
+    if let Some(problem) = frame_size_problem(layout.width, layout.height) {
+        return Err(frame_error(layout, problem));
+    }
+    let want = (layout.width, layout.height);
+    let decoded = match decode_jpeg(data, want) {
+        Ok(decoded) => decoded,
         Err(first) => match with_standard_huffman_tables(data) {
-            Some(fixed) => decode(&fixed).map_err(|again| {
+            Some(fixed) => decode_jpeg(&fixed, want).map_err(|again| {
                 frame_error(
                     layout,
                     format!(
@@ -432,15 +438,42 @@ fn mjpeg_to_rgb(layout: &Layout, data: &[u8]) -> Result<RgbFrame> {
             }
         },
     };
+    let image = match decoded {
+        Jpeg::Image(image) => image,
+        Jpeg::OtherSize(w, h) => {
+            return Err(frame_error(
+                layout,
+                format!("the JPEG is {w}x{h}, not the negotiated size"),
+            ));
+        }
+    };
     let rgb = image.into_rgb8();
     let (w, h) = rgb.dimensions();
-    if (w, h) != (layout.width, layout.height) {
+    if (w, h) != want {
         return Err(frame_error(
             layout,
             format!("the JPEG is {w}x{h}, not the negotiated size"),
         ));
     }
     RgbFrame::new(w, h, rgb.into_raw())
+}
+
+/// A JPEG decoded, or the size its header claims when that is not the size wanted.
+enum Jpeg {
+    Image(image::DynamicImage),
+    OtherSize(u32, u32),
+}
+
+/// Decode a JPEG whose header says it is `want` (width, height); any other size is reported
+/// without decoding (and so without allocating for it).
+fn decode_jpeg(bytes: &[u8], want: (u32, u32)) -> image::ImageResult<Jpeg> {
+    use image::ImageDecoder;
+    let decoder = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(bytes))?;
+    let (w, h) = decoder.dimensions();
+    if (w, h) != want {
+        return Ok(Jpeg::OtherSize(w, h));
+    }
+    image::DynamicImage::from_decoder(decoder).map(Jpeg::Image)
 }
 
 // The example Huffman tables of ITU-T T.81 Annex K.3 (Tables K.3 to K.6), which MJPEG streams
@@ -756,11 +789,16 @@ mod tests {
             None
         );
         assert_eq!(
-            required_bytes(&layout(PixelFormat::Rgb24, 16_384, 16_384, u32::MAX)),
+            required_bytes(&layout(PixelFormat::Rgb24, 16_384, 4_096, u32::MAX)),
             u32::MAX
                 .try_into()
                 .ok()
-                .and_then(|s: usize| s.checked_mul(16_383)?.checked_add(16_384 * 3))
+                .and_then(|s: usize| s.checked_mul(4_095)?.checked_add(16_384 * 3))
+        );
+        // More pixels than MAX_FRAME_PIXELS, though each side is allowed.
+        assert_eq!(
+            required_bytes(&layout(PixelFormat::Grey, 16_384, 16_384, 0)),
+            None
         );
     }
 
@@ -1139,6 +1177,70 @@ mod tests {
             message,
             "mjpeg 32x32: the JPEG is 64x32, not the negotiated size"
         );
+    }
+
+    /// The JPEG with the size in its frame header (SOF0) replaced.
+    fn with_header_size(jpeg: &[u8], width: u16, height: u16) -> Vec<u8> {
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline JPEG");
+        let mut patched = jpeg.to_vec();
+        // FF C0, length (2), precision (1), height (2), width (2).
+        patched[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+        patched[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+        patched
+    }
+
+    #[test]
+    fn mjpeg_header_claiming_a_huge_size_is_refused_before_decoding() {
+        let (rgb, _) = full_bars(64, 32);
+        let jpeg = encode_jpeg(&rgb, 64, 32, 90);
+        let huge = with_header_size(&jpeg, 65_535, 65_535);
+        // Compared with the negotiated size from the header alone: the decoder is never asked
+        // for 12 GiB (without the check `image` reports its allocation limit instead).
+        let message = frame_error_message(to_rgb(&layout(PixelFormat::Mjpeg, 64, 32, 0), &huge));
+        assert_eq!(
+            message,
+            "mjpeg 64x32: the JPEG is 65535x65535, not the negotiated size"
+        );
+        // The same without Huffman tables: the retry with the standard tables checks it too.
+        let (stripped, _, _) = strip_dht(&huge);
+        let message =
+            frame_error_message(to_rgb(&layout(PixelFormat::Mjpeg, 64, 32, 0), &stripped));
+        assert!(message.contains("65535x65535"), "{message}");
+        // A negotiated size beyond the bounds is refused before the JPEG is looked at.
+        for (w, h) in [(65_535, 65_535), (16_384, 16_384), (0, 32)] {
+            let message = frame_error_message(to_rgb(&layout(PixelFormat::Mjpeg, w, h, 0), &huge));
+            assert!(
+                message.starts_with(&format!("mjpeg {w}x{h}: ")) && message.contains("size")
+                    || message.contains("pixels"),
+                "{message}"
+            );
+            assert!(!message.contains("JPEG is"), "{message}");
+        }
+    }
+
+    #[test]
+    fn huge_uncompressed_headers_are_errors_without_allocating() {
+        // 65535x65535 and friends: refused by their size, whatever the buffer.
+        let data = vec![0u8; 1024];
+        for format in PixelFormat::ALL {
+            for (w, h, stride) in [
+                (65_535, 65_535, 0),
+                (u32::MAX, u32::MAX, u32::MAX),
+                (16_384, 16_384, 0),
+                (16_384, 4_096, u32::MAX),
+                (2, 2, u32::MAX),
+            ] {
+                let l = layout(format, w, h, stride);
+                let message = frame_error_message(to_rgb(&l, &data));
+                assert!(
+                    message.starts_with(&format!("{format} {w}x{h}: ")),
+                    "{message}"
+                );
+            }
+        }
     }
 
     #[test]

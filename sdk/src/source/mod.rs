@@ -21,7 +21,7 @@ pub use v4l2::V4l2Source;
 
 use crate::error::{Error, Result};
 use crate::infer::Detection;
-use crate::preprocess::{MAX_FRAME_SIDE, RgbFrame};
+use crate::preprocess::{MAX_FRAME_SIDE, RgbFrame, frame_size_problem};
 
 /// One frame from a source.
 #[derive(Debug, Clone)]
@@ -128,16 +128,16 @@ pub fn probe(input: &str) -> Result<VideoInfo> {
             "r_frame_rate" => {
                 info.fps = v.split_once('/').and_then(|(n, d)| {
                     let (n, d) = (n.trim().parse::<f64>().ok()?, d.trim().parse::<f64>().ok()?);
-                    (n > 0.0 && d > 0.0).then(|| n / d).filter(|f| *f <= 1000.0)
+                    (n > 0.0 && d > 0.0).then(|| n / d).and_then(sane_fps)
                 })
             }
             _ => {}
         }
     }
-    if !(1..=MAX_FRAME_SIDE).contains(&info.width) || !(1..=MAX_FRAME_SIDE).contains(&info.height) {
+    if let Some(problem) = frame_size_problem(info.width, info.height) {
         return Err(tool_error(
             path,
-            "ffprobe reported no usable video size",
+            &format!("ffprobe reported no usable video size ({problem})"),
             text.trim(),
         ));
     }
@@ -174,7 +174,8 @@ pub fn read_video_frames(path: &Path, skip: usize, max_frames: usize) -> Result<
                 e,
             )
         })?;
-    let frame_len = w as usize * h as usize * 3;
+    let frame_len = crate::preprocess::rgb_len(w, h)
+        .ok_or_else(|| tool_error(path, "video size", format!("{w}x{h} overflows")))?;
     let mut frames = Vec::new();
     let read_result = match child.stdout.take() {
         Some(mut stdout) => loop {
@@ -203,6 +204,36 @@ pub fn read_video_frames(path: &Path, skip: usize, max_frames: usize) -> Result<
         return Err(tool_error(path, "ffmpeg failed", stderr.trim()));
     }
     Ok(frames)
+}
+
+/// `secs` seconds as a duration, saturating: negative or NaN is zero, too large is
+/// [`Duration::MAX`] (`Duration::from_secs_f64` panics on those, and a crafted frame rate of
+/// 1/10^20 makes `frames / fps` one of them).
+pub(crate) fn secs(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(if secs > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
+}
+
+/// Slowest frame rate taken from a file's header or a caller: one frame a day. Below it (or not
+/// finite) the rate is treated as unknown.
+const MIN_FPS: f64 = 1.0 / 86_400.0;
+
+/// Fastest frame rate taken from a file's header.
+const MAX_FPS: f64 = 1000.0;
+
+/// A frame rate within [`MIN_FPS`]..=[`MAX_FPS`], else `None`.
+fn sane_fps(fps: f64) -> Option<f64> {
+    (MIN_FPS..=MAX_FPS).contains(&fps).then_some(fps)
+}
+
+/// A caller's pacing rate: `None` when not finite or not above 0, at least [`MIN_FPS`] (so that
+/// a pace of 1e-300 does not sleep for ever).
+fn pace_fps(pace: Option<f64>) -> Option<f64> {
+    pace.filter(|p| p.is_finite() && *p > 0.0)
+        .map(|p| p.max(MIN_FPS))
 }
 
 /// Pacing: sleep until `due` after `started` (no-op when already late).
@@ -312,7 +343,7 @@ impl FfmpegSource {
             input: input.to_owned(),
             live,
             info,
-            pace: pace.filter(|p| p.is_finite() && *p > 0.0),
+            pace: pace_fps(pace),
             looped: looped && !live,
             child: None,
             seq: 0,
@@ -378,7 +409,8 @@ impl FfmpegSource {
     }
 
     fn read_one(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        let len = self.info.width as usize * self.info.height as usize * 3;
+        let len = crate::preprocess::rgb_len(self.info.width, self.info.height)
+            .ok_or_else(|| std::io::Error::other("the video size overflows"))?;
         let Some((_, stdout, _)) = self.child.as_mut() else {
             return Ok(None);
         };
@@ -407,7 +439,8 @@ impl FfmpegSource {
             return self.started.elapsed();
         }
         let fps = self.info.fps.unwrap_or(25.0);
-        self.run_offset + Duration::from_secs_f64(self.in_run as f64 / fps)
+        self.run_offset
+            .saturating_add(secs(self.in_run as f64 / fps))
     }
 }
 
@@ -418,7 +451,7 @@ impl Source for FfmpegSource {
                 Ok(Some(data)) => {
                     let t = self.frame_time();
                     if let Some(fps) = self.pace {
-                        sleep_until(self.started, Duration::from_secs_f64(self.seq as f64 / fps));
+                        sleep_until(self.started, secs(self.seq as f64 / fps));
                     }
                     let image = RgbFrame::new(self.info.width, self.info.height, data)?;
                     let frame = Frame {
@@ -462,7 +495,9 @@ impl Source for FfmpegSource {
                         tracing::warn!("{} ended early: {msg}", self.input);
                     }
                     if self.looped && delivered_in_run > 0 {
-                        self.run_offset += Duration::from_secs_f64(delivered_in_run as f64 / fps);
+                        self.run_offset = self
+                            .run_offset
+                            .saturating_add(secs(delivered_in_run as f64 / fps));
                         self.spawn()?;
                         continue;
                     }
@@ -571,13 +606,54 @@ impl ImageSource {
             files,
             pos: 0,
             seq: 0,
-            pace: pace.filter(|p| p.is_finite() && *p > 0.0),
+            pace: pace_fps(pace),
             looped,
             started: Instant::now(),
             stats: SourceStats::default(),
             pattern: pattern.to_owned(),
         })
     }
+}
+
+/// Most bytes the image decoder may allocate for one image file (the decoded pixels in the file's
+/// own format, e.g. 16-bit RGBA): a little more than the largest RGB frame.
+pub const MAX_IMAGE_DECODE_BYTES: u64 = 256 << 20;
+
+/// Open and decode an image file (PNG, JPEG, by content) as packed RGB, with bounds: a header
+/// that claims more than [`MAX_FRAME_SIDE`] per side, more than
+/// [`MAX_FRAME_PIXELS`](crate::preprocess::MAX_FRAME_PIXELS) pixels, or a decoded size above
+/// [`MAX_IMAGE_DECODE_BYTES`] is refused before the pixels are allocated. The image source reads
+/// its files with this.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read, [`Error::Image`] when it is not an image, is
+/// corrupt or truncated, or is too large, [`Error::Frame`] when its size is out of bounds.
+pub fn load_image(path: &Path) -> Result<RgbFrame> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = image::ImageReader::open(path)
+        .map_err(io)?
+        .with_guessed_format()
+        .map_err(io)?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_FRAME_SIDE);
+    limits.max_image_height = Some(MAX_FRAME_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_DECODE_BYTES);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|source| Error::Image {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (width, height) = (image.width(), image.height());
+    if let Some(problem) = frame_size_problem(width, height) {
+        return Err(Error::Frame(format!(
+            "{}: {width}x{height}: {problem}",
+            path.display()
+        )));
+    }
+    RgbFrame::new(width, height, image.into_rgb8().into_raw())
 }
 
 /// `*` any run of characters, `?` one character.
@@ -618,10 +694,10 @@ impl Source for ImageSource {
             }
             let path = self.files[self.pos].clone();
             self.pos += 1;
-            match crate::load_rgb(&path) {
+            match load_image(&path) {
                 Ok(image) => {
                     let fps = self.pace.unwrap_or(1.0);
-                    let t = Duration::from_secs_f64(self.seq as f64 / fps);
+                    let t = secs(self.seq as f64 / fps);
                     if self.pace.is_some() {
                         sleep_until(self.started, t);
                     }
@@ -728,7 +804,7 @@ impl SyntheticSource {
             height,
             frames,
             fps: if fps.is_finite() && fps > 0.0 {
-                fps
+                fps.max(MIN_FPS)
             } else {
                 10.0
             },
@@ -788,7 +864,7 @@ impl Source for SyntheticSource {
                 data[start..end].fill(o.shade);
             }
         }
-        let t = Duration::from_secs_f64(self.seq as f64 / self.fps);
+        let t = secs(self.seq as f64 / self.fps);
         if self.pace {
             sleep_until(self.started, t);
         }
@@ -823,6 +899,23 @@ impl Source for SyntheticSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_from_hostile_frame_rates_saturate() {
+        assert_eq!(secs(1.5), Duration::from_millis(1500));
+        assert_eq!(secs(1e300), Duration::MAX);
+        assert_eq!(secs(f64::INFINITY), Duration::MAX);
+        assert_eq!(secs(-1.0), Duration::ZERO);
+        assert_eq!(secs(f64::NAN), Duration::ZERO);
+        // ffprobe's r_frame_rate of a crafted file: 1/10^20 frames per second is no rate.
+        assert_eq!(sane_fps(1e-20), None);
+        assert_eq!(sane_fps(f64::NAN), None);
+        assert_eq!(sane_fps(1e6), None);
+        assert_eq!(sane_fps(25.0), Some(25.0));
+        assert_eq!(pace_fps(Some(1e-300)), Some(MIN_FPS));
+        assert_eq!(pace_fps(Some(f64::NAN)), None);
+        assert_eq!(pace_fps(Some(-2.0)), None);
+    }
 
     #[test]
     fn glob_matching() {

@@ -318,6 +318,8 @@ impl ocellus_imx219_sim::Scene for Sprite {
 
 enum Pixels {
     Sim(SimHandle),
+    // Built only with the `v4l` feature (a real board); the simulator needs no camera.
+    #[cfg_attr(not(all(feature = "v4l", target_os = "linux")), allow(dead_code))]
     Camera(Box<dyn Source>),
 }
 

@@ -362,9 +362,9 @@ impl Source for V4l2Source {
                     buf.sequence,
                 ),
                 Err(DeviceError::Timeout) => {
-                    self.timeouts += 1;
+                    self.timeouts = self.timeouts.saturating_add(1);
                     if self.timeouts >= self.policy.stall_timeouts {
-                        let waited = self.policy.timeout * self.timeouts;
+                        let waited = self.policy.timeout.saturating_mul(self.timeouts);
                         self.lose_device(&format!("no frame for {waited:?}"));
                     }
                     continue;
@@ -393,7 +393,7 @@ impl Source for V4l2Source {
                 }
                 Err(e) => {
                     self.stats.skipped += 1;
-                    self.bad += 1;
+                    self.bad = self.bad.saturating_add(1);
                     tracing::debug!("{}: skipped a frame: {e}", self.name);
                     if self.bad >= self.policy.max_consecutive_bad {
                         let n = self.bad;
