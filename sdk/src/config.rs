@@ -428,8 +428,8 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawSprite {
     image: Spanned<String>,
-    from: Option<Spanned<[f64; 2]>>,
-    to: Option<Spanned<[f64; 2]>>,
+    from: Option<Spanned<Xy>>,
+    to: Option<Spanned<Xy>>,
     size: Option<Spanned<f64>>,
     walk_s: Option<Spanned<f64>>,
 }
@@ -457,8 +457,8 @@ struct RawRules {
 #[serde(deny_unknown_fields)]
 struct RawLine {
     name: Spanned<String>,
-    a: Spanned<[f64; 2]>,
-    b: Spanned<[f64; 2]>,
+    a: Spanned<Xy>,
+    b: Spanned<Xy>,
     labels: Option<Spanned<Vec<String>>>,
 }
 
@@ -466,7 +466,7 @@ struct RawLine {
 #[serde(deny_unknown_fields)]
 struct RawZone {
     name: Spanned<String>,
-    polygon: Spanned<Vec<Spanned<[f64; 2]>>>,
+    polygon: Spanned<Vec<Spanned<Xy>>>,
     dwell_s: Option<Spanned<f64>>,
     labels: Option<Spanned<Vec<String>>>,
 }
@@ -935,7 +935,7 @@ fn sensor_source(
 /// `[source.sprite]`.
 fn sprite(cx: &Cx<'_>, raw: &RawSprite, dir: &Path) -> Result<SpriteConfig> {
     let image = resolve_path(cx, &raw.image, "source.sprite.image", dir)?;
-    let point = |v: &Option<Spanned<[f64; 2]>>, key: &str, default: [f32; 2]| match v {
+    let point = |v: &Option<Spanned<Xy>>, key: &str, default: [f32; 2]| match v {
         None => Ok(default),
         Some(p) if p.get_ref().iter().all(|c| (0.0..=1.0).contains(c)) => {
             Ok([p.get_ref()[0] as f32, p.get_ref()[1] as f32])
@@ -1872,9 +1872,33 @@ fn check_xy(p: &[f64; 2]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn point(cx: &Cx<'_>, p: &Spanned<[f64; 2]>, key: &str) -> Result<[f64; 2]> {
+fn point(cx: &Cx<'_>, p: &Spanned<Xy>, key: &str) -> Result<[f64; 2]> {
     check_xy(p.get_ref()).map_err(|m| cx.at(p, key, m))?;
-    Ok(*p.get_ref())
+    Ok(p.get_ref().0)
+}
+
+/// A point as written in the file: exactly two numbers `[x, y]` (a plain `[f64; 2]` would accept
+/// `[x, y, z]` and drop the rest).
+#[derive(Debug, Clone, Copy)]
+struct Xy([f64; 2]);
+
+impl std::ops::Deref for Xy {
+    type Target = [f64; 2];
+    fn deref(&self) -> &[f64; 2] {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Xy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Xy, D::Error> {
+        let v = Vec::<f64>::deserialize(d)?;
+        <[f64; 2]>::try_from(v.as_slice()).map(Xy).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "a point is two numbers [x, y], this has {}",
+                v.len()
+            ))
+        })
+    }
 }
 
 /// Absolute area of a simple polygon (shoelace formula).
@@ -2216,6 +2240,16 @@ url = "mqtt://127.0.0.1:1883"
     }
 
     /// Assert that `text` fails on the line containing `marker`, with a message containing all `parts`.
+    #[test]
+    fn a_point_is_exactly_two_numbers() {
+        for bad in ["a = [0.05, 0.55, 0.9]", "a = [0.05]"] {
+            let text = edit("a = [0.05, 0.55]", bad);
+            let (line, msg) = fail(&text);
+            assert_eq!(line, Some(line_with(&text, bad)), "{msg}");
+            assert!(msg.contains("two numbers [x, y]"), "{msg}");
+        }
+    }
+
     fn assert_fails(text: &str, marker: &str, parts: &[&str]) -> String {
         let (line, msg) = fail(text);
         assert_eq!(line, Some(line_with(text, marker)), "{msg}");

@@ -43,24 +43,8 @@ pub mod transport;
 pub use error::{Error, Fault, Result};
 pub use preprocess::{RgbFrame, RgbView};
 
-/// Open and decode an image file as 8-bit RGB.
+/// Open and decode an image file as 8-bit RGB, with the decoder's limits (a header that claims a
+/// huge image is an error, not an allocation).
 pub fn load_rgb(path: impl AsRef<std::path::Path>) -> Result<RgbFrame> {
-    let path = path.as_ref();
-    let reader = image::ImageReader::open(path)
-        .map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .with_guessed_format()
-        .map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let img = reader.decode().map_err(|source| Error::Image {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let rgb = img.into_rgb8();
-    let (width, height) = rgb.dimensions();
-    RgbFrame::new(width, height, rgb.into_raw())
+    source::load_image(path.as_ref())
 }
