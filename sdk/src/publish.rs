@@ -249,19 +249,12 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// A topic level we build from a name: letters, digits, '.', '_', '-' (no `/`, `+`, `#`).
 fn check_level(what: &str, v: &str) -> Result<()> {
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidOption {
+    match crate::event::topic_level_problem(v) {
+        None => Ok(()),
+        Some(problem) => Err(Error::InvalidOption {
             name: what.into(),
-            message: format!(
-                "{v:?} cannot be an MQTT topic level: use 1 to 128 letters, digits, '.', '_' or '-'"
-            ),
-        })
+            message: format!("{v:?} cannot be an MQTT topic level: it {problem}"),
+        }),
     }
 }
 

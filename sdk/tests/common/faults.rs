@@ -85,8 +85,9 @@ impl Broker {
     /// Stop with SIGTERM (mosquitto saves its persistence file) and wait for the exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
+            // the shell's built-in kill: /bin/kill (procps) is not on every machine
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -TERM {}", child.id())])
                 .status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
