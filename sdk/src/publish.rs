@@ -280,21 +280,11 @@ impl Publisher {
                 QoS::AtLeastOnce,
                 true,
             ));
-        if let Some(c) = &settings.credentials {
-            opts.set_credentials(
-                c.username.clone(),
-                c.password
-                    .as_ref()
-                    .map(|p| p.expose().to_owned())
-                    .unwrap_or_default(),
-            );
-        }
-        if let Some(tls) = &settings.tls {
-            let cfg = crate::transport::rustls_config(tls)?;
-            opts.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(cfg),
-            ));
-        }
+        crate::transport::configure(
+            &mut opts,
+            settings.tls.as_ref(),
+            settings.credentials.as_ref(),
+        )?;
         let (spool, open) = Spool::open(settings.queue.clone())?;
         if open.recovered > 0 {
             tracing::info!(
