@@ -85,8 +85,10 @@ pub struct Config {
     pub tracker: TrackerConfig,
     /// `[rules]`, `[[rules.line]]` and `[[rules.zone]]`.
     pub rules: RulesSection,
-    /// `[mqtt]`.
+    /// `[mqtt]`; with `[cloud]`, the connection the cloud profile makes.
     pub mqtt: MqttConfig,
+    /// `[cloud]`: Azure IoT Hub or AWS IoT Core (`None`: a plain MQTT broker).
+    pub cloud: Option<CloudConfig>,
     /// `[queue]`: the on-disk event queue (defaults when the section is absent).
     pub queue: QueueConfig,
     /// `[health]` (defaults when the section is absent).
@@ -318,6 +320,16 @@ pub struct MqttConfig {
     pub allow_insecure: bool,
 }
 
+/// `[cloud]`: a cloud IoT hub profile.
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// The profile: identity, topics, credentials.
+    pub profile: crate::cloud::Profile,
+    /// `cloud.snapshots`: whether the `snapshot` direct method may send a frame (people
+    /// hidden). Default false: no image leaves the device.
+    pub snapshots: bool,
+}
+
 /// `[queue]`: the on-disk event queue. Events wait here until the broker has acknowledged them,
 /// across broker outages and restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,7 +390,10 @@ struct RawConfig {
     tracker: Option<Spanned<TrackerConfig>>,
     #[serde(default)]
     rules: Option<Spanned<RawRules>>,
-    mqtt: RawMqtt,
+    #[serde(default)]
+    mqtt: Option<Spanned<RawMqtt>>,
+    #[serde(default)]
+    cloud: Option<Spanned<RawCloud>>,
     #[serde(default)]
     queue: Option<RawQueue>,
     #[serde(default)]
@@ -488,6 +503,25 @@ struct RawMqtt {
     allow_insecure: Option<Spanned<bool>>,
     /// Removed: refused with a message saying what replaced it.
     max_pending_events: Option<Spanned<serde::de::IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloud {
+    kind: Spanned<String>,
+    connection_string: Option<Spanned<String>>,
+    connection_string_file: Option<Spanned<String>>,
+    connection_string_env: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
+    sas_ttl_s: Option<Spanned<i64>>,
+    keep_alive_s: Option<Spanned<i64>>,
+    snapshots: Option<Spanned<bool>>,
+    thing_name: Option<Spanned<String>>,
+    telemetry_topic: Option<Spanned<String>>,
+    shadow: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -638,7 +672,29 @@ impl Config {
             Some(r) => rules(&cx, r, &model, doc.get_ref())?,
             None => RulesSection::default(),
         };
-        let mqtt = mqtt(&cx, &raw.mqtt, &device.id, &dir)?;
+        let (mqtt, cloud) = match (&raw.mqtt, &raw.cloud) {
+            (Some(m), None) => (mqtt(&cx, m.get_ref(), &device.id, &dir)?, None),
+            (None, Some(c)) => {
+                let (m, c) = cloud(&cx, c, &device.id, &dir)?;
+                (m, Some(c))
+            }
+            (Some(m), Some(_)) => {
+                return Err(cx.err(
+                    Some(m.span()),
+                    "mqtt",
+                    "and [cloud] are both set: a cloud profile says where and how to connect; remove [mqtt] (its keep_alive_s is `cloud.keep_alive_s`), or remove [cloud] for a plain MQTT broker",
+                ));
+            }
+            (None, None) => {
+                return Err(Error::Config {
+                    path: path.to_path_buf(),
+                    line: None,
+                    message: format!(
+                        "`mqtt`: is required but missing: add [mqtt] with `url = \"mqtt://HOST:PORT\"` for an MQTT broker, or [cloud] for Azure IoT Hub or AWS IoT Core (see {DOCS} and docs/cloud.md)"
+                    ),
+                });
+            }
+        };
         let queue = queue(&cx, raw.queue.as_ref(), &device.id, &dir)?;
         let health = match &raw.health {
             Some(RawHealth {
@@ -659,9 +715,18 @@ impl Config {
             tracker,
             rules,
             mqtt,
+            cloud,
             queue,
             health,
         })
+    }
+
+    /// The publisher's profile: generic MQTT unless `[cloud]` says otherwise.
+    pub fn cloud_profile(&self) -> crate::cloud::Profile {
+        self.cloud
+            .as_ref()
+            .map(|c| c.profile.clone())
+            .unwrap_or_default()
     }
 
     /// A complete, commented example config, the same as in `docs/config.md`. Its model card
@@ -1414,15 +1479,40 @@ fn mqtt(cx: &Cx<'_>, raw: &RawMqtt, device_id: &str, dir: &Path) -> Result<MqttC
 /// `mqtts://`: the TLS files, resolved and checked now (they must exist, be readable and hold
 /// what they should), so a problem is reported at start-up with the line of its key.
 fn tls_settings(cx: &Cx<'_>, raw: &RawMqtt, dir: &Path) -> Result<crate::transport::TlsSettings> {
+    tls_files(
+        cx,
+        TlsKeys {
+            section: "mqtt",
+            anchor: raw.url.span(),
+            ca_file: &raw.ca_file,
+            client_cert: &raw.client_cert,
+            client_key: &raw.client_key,
+        },
+        dir,
+    )
+}
+
+/// The TLS keys of a section (`mqtt` or `cloud`).
+struct TlsKeys<'r> {
+    section: &'static str,
+    /// Where to point when the problem has no key of its own.
+    anchor: Range<usize>,
+    ca_file: &'r Option<Spanned<String>>,
+    client_cert: &'r Option<Spanned<String>>,
+    client_key: &'r Option<Spanned<String>>,
+}
+
+fn tls_files(cx: &Cx<'_>, raw: TlsKeys<'_>, dir: &Path) -> Result<crate::transport::TlsSettings> {
+    let section = raw.section;
     let path = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<PathBuf>> {
         v.as_ref()
-            .map(|v| resolve_path(cx, v, key, dir))
+            .map(|v| resolve_path(cx, v, &format!("{section}.{key}"), dir))
             .transpose()
     };
     let settings = crate::transport::TlsSettings {
-        ca_file: path(&raw.ca_file, "mqtt.ca_file")?,
-        client_cert: path(&raw.client_cert, "mqtt.client_cert")?,
-        client_key: path(&raw.client_key, "mqtt.client_key")?,
+        ca_file: path(raw.ca_file, "ca_file")?,
+        client_cert: path(raw.client_cert, "client_cert")?,
+        client_key: path(raw.client_key, "client_key")?,
     };
     crate::transport::rustls_config(&settings).map_err(|e| {
         let (name, message) = match e {
@@ -1432,13 +1522,19 @@ fn tls_settings(cx: &Cx<'_>, raw: &RawMqtt, dir: &Path) -> Result<crate::transpo
         // Point at the key named; when it is absent (a missing half of the client pair, no
         // ca_file and no system CAs), at the key that needs it, else at the URL.
         let at = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
-        let span = match name.as_str() {
-            "mqtt.ca_file" => at(&raw.ca_file),
-            "mqtt.client_cert" => at(&raw.client_cert).or_else(|| at(&raw.client_key)),
-            "mqtt.client_key" => at(&raw.client_key).or_else(|| at(&raw.client_cert)),
+        // transport names the keys `mqtt.*`; in [cloud] they are `cloud.*`
+        let name = match name.strip_prefix("mqtt.") {
+            Some(k) => format!("{section}.{k}"),
+            None => name,
+        };
+        let message = message.replace("`mqtt.", &format!("`{section}."));
+        let span = match name.strip_prefix(section).unwrap_or_default() {
+            ".ca_file" => at(raw.ca_file),
+            ".client_cert" => at(raw.client_cert).or_else(|| at(raw.client_key)),
+            ".client_key" => at(raw.client_key).or_else(|| at(raw.client_cert)),
             _ => None,
         }
-        .unwrap_or_else(|| raw.url.span());
+        .unwrap_or_else(|| raw.anchor.clone());
         let message = if message.contains("cannot open it") {
             format!(
                 "{message}; relative paths are relative to the config file's directory ({})",
@@ -1536,7 +1632,17 @@ fn credentials(
 /// `mqtt.password_file`: the first line of the file, without its line ending. Messages name the
 /// file, never its content.
 fn password_from_file(cx: &Cx<'_>, v: &Spanned<String>, dir: &Path) -> Result<String> {
-    let key = "mqtt.password_file";
+    secret_from_file(cx, v, dir, "mqtt.password_file", "password")
+}
+
+/// A secret (`what`) on the first line of the file `v` names.
+fn secret_from_file(
+    cx: &Cx<'_>,
+    v: &Spanned<String>,
+    dir: &Path,
+    key: &str,
+    what: &str,
+) -> Result<String> {
     let path = resolve_path(cx, v, key, dir)?;
     let fail = |what: String| cx.at(v, key, format!("{}: {what}", path.display()));
     let file = std::fs::File::open(&path).map_err(|e| {
@@ -1546,9 +1652,9 @@ fn password_from_file(cx: &Cx<'_>, v: &Spanned<String>, dir: &Path) -> Result<St
         ))
     })?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(fail(
-            "is a directory; give the file whose first line is the password".to_owned(),
-        ));
+        return Err(fail(format!(
+            "is a directory; give the file whose first line is the {what}"
+        )));
     }
     let mut bytes = Vec::new();
     file.take(MAX_PASSWORD_FILE + 1)
@@ -1556,24 +1662,40 @@ fn password_from_file(cx: &Cx<'_>, v: &Spanned<String>, dir: &Path) -> Result<St
         .map_err(|e| fail(format!("cannot read it: {e}")))?;
     if bytes.len() as u64 > MAX_PASSWORD_FILE {
         return Err(fail(format!(
-            "is larger than {MAX_PASSWORD_FILE} bytes; it should hold the password on its first line"
+            "is larger than {MAX_PASSWORD_FILE} bytes; it should hold the {what} on its first line"
         )));
     }
     let text = String::from_utf8(bytes)
-        .map_err(|_| fail("is not UTF-8 text; save the password as UTF-8".to_owned()))?;
+        .map_err(|_| fail(format!("is not UTF-8 text; save the {what} as UTF-8")))?;
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
 /// `mqtt.password_env`: the value of the environment variable it names.
 fn password_from_env(cx: &Cx<'_>, v: &Spanned<String>) -> Result<String> {
-    let key = "mqtt.password_env";
+    secret_from_env(
+        cx,
+        v,
+        "mqtt.password_env",
+        "password",
+        "OCELLUS_MQTT_PASSWORD",
+    )
+}
+
+/// A secret (`what`) in the environment variable `v` names.
+fn secret_from_env(
+    cx: &Cx<'_>,
+    v: &Spanned<String>,
+    key: &str,
+    what: &str,
+    example: &str,
+) -> Result<String> {
     let name = v.get_ref();
     if name.is_empty() || name.contains(['=', '\0']) {
         return Err(cx.at(
             v,
             key,
             format!(
-                "\"{name}\" is not an environment variable name; give the name of the variable that holds the password, e.g. \"OCELLUS_MQTT_PASSWORD\""
+                "\"{name}\" is not an environment variable name; give the name of the variable that holds the {what}, e.g. \"{example}\""
             ),
         ));
     }
@@ -1591,6 +1713,387 @@ fn password_from_env(cx: &Cx<'_>, v: &Spanned<String>) -> Result<String> {
             key,
             format!("the environment variable {name} is not valid UTF-8"),
         )),
+    }
+}
+
+/// Rules given as JSON (a twin's desired property, a shadow's desired state, a `set_rules`
+/// method), in the shape of the config's `[rules]` table: `{"line_hysteresis": …,
+/// "zone_debounce_frames": …, "line": [{"name", "a", "b", "labels"}], "zone": [{"name",
+/// "polygon", "dwell_s", "labels"}]}`. Checked exactly as the config file's rules are, against
+/// the model's labels. The error is a sentence naming the key (`rules.line[0].a`: …).
+pub fn rules_from_json(
+    value: &serde_json::Value,
+    model: &ModelConfig,
+) -> std::result::Result<RulesSection, String> {
+    if !value.is_object() {
+        return Err(format!(
+            "`rules`: must be an object like {{\"line\": [...], \"zone\": [...]}}, got {}",
+            json_kind(value)
+        ));
+    }
+    if let Some(path) = null_inside(value, "rules") {
+        return Err(format!(
+            "`{path}`: is null; remove the key instead (null only clears a whole desired property)"
+        ));
+    }
+    #[derive(serde::Serialize)]
+    struct Wrap<'a> {
+        rules: &'a serde_json::Value,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Unwrap {
+        rules: Spanned<RawRules>,
+    }
+    let text = toml::to_string(&Wrap { rules: value })
+        .map_err(|e| format!("`rules`: cannot be read as rules: {e}"))?;
+    let path = Path::new("rules");
+    let cx = Cx { path, text: &text };
+    let strip = |e: Error| match e {
+        Error::Config { message, .. } => message.replace(&format!(" (see {DOCS})"), ""),
+        other => other.to_string(),
+    };
+    let doc = toml::de::DeTable::parse(&text).map_err(|e| strip(cx.syntax_error(&e)))?;
+    let raw: Unwrap =
+        toml::from_str(&text).map_err(|e| strip(cx.schema_error(&e, doc.get_ref())))?;
+    rules(&cx, &raw.rules, model, doc.get_ref()).map_err(strip)
+}
+
+/// The [`rules_from_json`] shape of `rules`, coordinates rounded to 6 decimals.
+pub fn rules_to_json(rules: &RulesSection) -> serde_json::Value {
+    use serde_json::json;
+    let r6 = |v: f32| ((v as f64) * 1e6).round() / 1e6;
+    let p = |p: [f32; 2]| json!([r6(p[0]), r6(p[1])]);
+    let lines: Vec<serde_json::Value> = rules
+        .lines
+        .iter()
+        .map(|l| {
+            let mut o = json!({"name": l.name, "a": p(l.a), "b": p(l.b)});
+            if !l.labels.is_empty() {
+                o["labels"] = json!(l.labels);
+            }
+            o
+        })
+        .collect();
+    let zones: Vec<serde_json::Value> = rules
+        .zones
+        .iter()
+        .map(|z| {
+            let mut o = json!({
+                "name": z.name,
+                "polygon": z.polygon.iter().map(|q| p(*q)).collect::<Vec<_>>(),
+            });
+            if let Some(d) = z.dwell {
+                // whole seconds as an integer: `5`, as a person would write it, not `5.0`
+                o["dwell_s"] = if d.subsec_nanos() == 0 {
+                    json!(d.as_secs())
+                } else {
+                    json!(d.as_secs_f64())
+                };
+            }
+            if !z.labels.is_empty() {
+                o["labels"] = json!(z.labels);
+            }
+            o
+        })
+        .collect();
+    json!({
+        "line_hysteresis": r6(rules.config.line_hysteresis),
+        "zone_debounce_frames": rules.config.zone_debounce_frames,
+        "line": lines,
+        "zone": zones,
+    })
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "true/false",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The dotted path of the first null inside `v`, if any.
+fn null_inside(v: &serde_json::Value, at: &str) -> Option<String> {
+    match v {
+        serde_json::Value::Null => Some(at.to_owned()),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| null_inside(x, &format!("{at}[{i}]"))),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .find_map(|(k, x)| null_inside(x, &format!("{at}.{k}"))),
+        _ => None,
+    }
+}
+
+const CLOUD_KINDS: &str = "\"azure-iot-hub\" or \"aws-iot-core\"";
+
+/// `[cloud]`: the profile and the MQTT connection it makes.
+fn cloud(
+    cx: &Cx<'_>,
+    raw: &Spanned<RawCloud>,
+    device_id: &str,
+    dir: &Path,
+) -> Result<(MqttConfig, CloudConfig)> {
+    use crate::cloud::{AwsProfile, AzureProfile, Profile};
+    let raw = raw.get_ref();
+    let kind = raw.kind.get_ref().as_str();
+    // keys that belong to the other kind
+    let azure_only = [
+        ("connection_string", &raw.connection_string),
+        ("connection_string_file", &raw.connection_string_file),
+        ("connection_string_env", &raw.connection_string_env),
+    ];
+    let aws_only = [
+        ("thing_name", &raw.thing_name),
+        ("telemetry_topic", &raw.telemetry_topic),
+        ("shadow", &raw.shadow),
+    ];
+    let misplaced = |keys: &[(&str, &Option<Spanned<String>>)], other: &str| -> Result<()> {
+        match keys.iter().find_map(|(k, v)| v.as_ref().map(|v| (k, v))) {
+            Some((k, v)) => Err(cx.at(
+                v,
+                &format!("cloud.{k}"),
+                format!("only applies to kind = \"{other}\"; remove it"),
+            )),
+            None => Ok(()),
+        }
+    };
+    let keep_alive = match &raw.keep_alive_s {
+        Some(k) => Duration::from_secs(int_in(cx, k, "cloud.keep_alive_s", 5, 1177)? as u64),
+        None => DEFAULT_KEEP_ALIVE,
+    };
+    let snapshots = raw.snapshots.as_ref().is_some_and(|s| *s.get_ref());
+    let tls = |cx: &Cx<'_>| {
+        tls_files(
+            cx,
+            TlsKeys {
+                section: "cloud",
+                anchor: raw.kind.span(),
+                ca_file: &raw.ca_file,
+                client_cert: &raw.client_cert,
+                client_key: &raw.client_key,
+            },
+            dir,
+        )
+    };
+    let endpoint = |default_port: u16| -> Result<Option<(String, u16)>> {
+        let Some(e) = &raw.endpoint else {
+            return Ok(None);
+        };
+        let url = parse_broker_url(e.get_ref()).map_err(|m| cx.at(e, "cloud.endpoint", m))?;
+        if !url.tls {
+            return Err(cx.at(
+                e,
+                "cloud.endpoint",
+                format!(
+                    "must be mqtts:// (cloud hubs only take TLS), e.g. mqtts://{}:{default_port}",
+                    url_host(&url.host)
+                ),
+            ));
+        }
+        Ok(Some((url.host, url.port)))
+    };
+    match kind {
+        "azure-iot-hub" => {
+            misplaced(&aws_only, "aws-iot-core")?;
+            let text = connection_string(cx, raw, dir)?;
+            let (value, key) = text;
+            let connection = crate::cloud::azure::ConnectionString::parse(&value)
+                .map_err(|m| cx.at(key.1, key.0, m))?;
+            if connection.device_id != device_id {
+                return Err(cx.at(
+                    key.1,
+                    key.0,
+                    format!(
+                        "names DeviceId \"{}\" but `device.id` is \"{device_id}\": they must be the same (events carry device.id; IoT Hub knows the device by DeviceId)",
+                        connection.device_id
+                    ),
+                ));
+            }
+            if connection.x509 && (raw.client_cert.is_none() || raw.client_key.is_none()) {
+                return Err(cx.at(
+                    key.1,
+                    key.0,
+                    "says x509=true: set `cloud.client_cert` and `cloud.client_key` to the device's certificate and private key",
+                ));
+            }
+            if !connection.x509
+                && let Some(c) = raw.client_cert.as_ref().or(raw.client_key.as_ref())
+            {
+                return Err(cx.at(
+                    c,
+                    if raw.client_cert.is_some() { "cloud.client_cert" } else { "cloud.client_key" },
+                    "applies to X.509 devices, but the connection string has a SharedAccessKey: use the X.509 device's connection string (…;x509=true), or remove the certificate keys",
+                ));
+            }
+            let sas_ttl = match &raw.sas_ttl_s {
+                Some(t) => {
+                    if connection.x509 {
+                        return Err(cx.at(
+                            t,
+                            "cloud.sas_ttl_s",
+                            "applies to SAS (SharedAccessKey) devices, not X.509; remove it",
+                        ));
+                    }
+                    Duration::from_secs(int_in(cx, t, "cloud.sas_ttl_s", 4, 31_536_000)? as u64)
+                }
+                None => crate::cloud::DEFAULT_SAS_TTL,
+            };
+            let tls = tls(cx)?;
+            let (host, port) = endpoint(crate::cloud::azure::PORT)?.unwrap_or_else(|| {
+                (
+                    connection.endpoint_host().to_owned(),
+                    crate::cloud::azure::PORT,
+                )
+            });
+            let mqtt = MqttConfig {
+                host,
+                port,
+                topic_prefix: DEFAULT_TOPIC_PREFIX.to_owned(),
+                client_id: connection.client_id(),
+                keep_alive,
+                tls: Some(tls),
+                credentials: Some(crate::transport::Credentials {
+                    username: connection.username(),
+                    // the SAS token is made (and renewed) by the publisher
+                    password: None,
+                }),
+                allow_insecure: false,
+            };
+            let profile = Profile::Azure(std::sync::Arc::new(AzureProfile {
+                connection,
+                sas_ttl,
+            }));
+            Ok((mqtt, CloudConfig { profile, snapshots }))
+        }
+        "aws-iot-core" => {
+            misplaced(&azure_only, "azure-iot-hub")?;
+            if let Some(t) = &raw.sas_ttl_s {
+                return Err(cx.at(
+                    t,
+                    "cloud.sas_ttl_s",
+                    "only applies to kind = \"azure-iot-hub\"; remove it",
+                ));
+            }
+            if let Some(s) = &raw.snapshots {
+                return Err(cx.at(
+                    s,
+                    "cloud.snapshots",
+                    "only applies to kind = \"azure-iot-hub\" (AWS IoT Core has no direct methods); remove it",
+                ));
+            }
+            let Some((host, port)) = endpoint(DEFAULT_MQTTS_PORT)? else {
+                return Err(cx.err(
+                    Some(raw.kind.span()),
+                    "cloud.endpoint",
+                    "is required for AWS IoT Core: your account's device data endpoint, e.g. mqtts://abc123-ats.iot.eu-west-1.amazonaws.com:8883 (`aws iot describe-endpoint --endpoint-type iot:Data-ATS`)",
+                ));
+            };
+            if raw.client_cert.is_none() || raw.client_key.is_none() {
+                let at = raw
+                    .client_cert
+                    .as_ref()
+                    .or(raw.client_key.as_ref())
+                    .map(Spanned::span)
+                    .unwrap_or_else(|| raw.kind.span());
+                return Err(cx.err(
+                    Some(at),
+                    if raw.client_cert.is_none() { "cloud.client_cert" } else { "cloud.client_key" },
+                    "is required for AWS IoT Core: the thing's certificate (client_cert) and private key (client_key), see docs/cloud.md",
+                ));
+            }
+            let thing = match &raw.thing_name {
+                Some(t) => check_name(cx, t, "cloud.thing_name", MAX_CLIENT_ID, "thing name")?,
+                None => device_id.to_owned(),
+            };
+            let telemetry_topic = match &raw.telemetry_topic {
+                Some(t) => {
+                    if let Some(m) = crate::cloud::aws::template_problem(t.get_ref()) {
+                        return Err(cx.at(t, "cloud.telemetry_topic", m));
+                    }
+                    t.get_ref().clone()
+                }
+                None => crate::cloud::DEFAULT_AWS_TELEMETRY_TOPIC.to_owned(),
+            };
+            let shadow = match &raw.shadow {
+                Some(s) => check_name(cx, s, "cloud.shadow", 64, "shadow name")?,
+                None => crate::cloud::DEFAULT_AWS_SHADOW.to_owned(),
+            };
+            let tls = tls(cx)?;
+            let mqtt = MqttConfig {
+                host,
+                port,
+                topic_prefix: DEFAULT_TOPIC_PREFIX.to_owned(),
+                client_id: thing.clone(),
+                keep_alive,
+                tls: Some(tls),
+                credentials: None,
+                allow_insecure: false,
+            };
+            let profile = Profile::Aws(std::sync::Arc::new(AwsProfile {
+                thing,
+                telemetry_topic,
+                shadow,
+            }));
+            Ok((mqtt, CloudConfig { profile, snapshots }))
+        }
+        other => Err(cx.at(
+            &raw.kind,
+            "cloud.kind",
+            format!("\"{other}\" is not a cloud profile: use {CLOUD_KINDS}; for a plain MQTT broker use [mqtt] instead of [cloud]"),
+        )),
+    }
+}
+
+/// The Azure connection string from exactly one of `connection_string`,
+/// `connection_string_file` and `connection_string_env`: (value, (key, its span holder)).
+fn connection_string<'r>(
+    cx: &Cx<'_>,
+    raw: &'r RawCloud,
+    dir: &Path,
+) -> Result<(String, (&'static str, &'r Spanned<String>))> {
+    let mut given: Vec<(&'static str, &Spanned<String>)> = [
+        ("cloud.connection_string_file", &raw.connection_string_file),
+        ("cloud.connection_string_env", &raw.connection_string_env),
+        ("cloud.connection_string", &raw.connection_string),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    given.sort_by_key(|(_, v)| v.span().start);
+    match given.as_slice() {
+        [] => Err(cx.at(
+            &raw.kind,
+            "cloud.connection_string_file",
+            "is required for Azure IoT Hub (or `cloud.connection_string_env`, or `cloud.connection_string`): the device's connection string, \"HostName=…;DeviceId=…;SharedAccessKey=…\" (see docs/cloud.md)",
+        )),
+        [(first, _), (second, v), ..] => Err(cx.at(
+            v,
+            second,
+            format!("`{first}` is set too: give the connection string one way only"),
+        )),
+        [(key, v)] => {
+            let value = match *key {
+                "cloud.connection_string_file" => {
+                    secret_from_file(cx, v, dir, key, "connection string")?
+                }
+                "cloud.connection_string_env" => secret_from_env(
+                    cx,
+                    v,
+                    key,
+                    "connection string",
+                    "OCELLUS_AZURE_CONNECTION_STRING",
+                )?,
+                _ => v.get_ref().clone(),
+            };
+            Ok((value, (*key, *v)))
+        }
     }
 }
 
@@ -3869,6 +4372,312 @@ url = "mqtt://[::1]"
         ] {
             let text = format!("{BASE}\n{section}\n");
             assert_fails(&text, bad, parts);
+        }
+    }
+
+    // ---- [cloud] --------------------------------------------------------------------------
+
+    /// A config whose connection section is `section` (a `[cloud]` or `[mqtt]` table), in `dir`.
+    fn cloud_in(dir: &Path, section: &str) -> Result<Config> {
+        let card = repo().join("models/ssd-mobilenet-v2-coco.toml");
+        let text = format!(
+            "[device]\nid = \"cam\"\n[source]\nkind = \"synthetic\"\n[model]\ncard = \"{}\"\n{section}\n",
+            card.display()
+        );
+        Config::parse(&text, &dir.join("site.toml"))
+    }
+
+    fn cloud_fails(dir: &Path, section: &str, marker: &str, parts: &[&str]) -> String {
+        let line = 7 + section
+            .lines()
+            .position(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("`{marker}` not in the section"));
+        match cloud_in(dir, section) {
+            Ok(_) => panic!("parsed, but should have failed:\n{section}"),
+            Err(Error::Config {
+                line: l, message, ..
+            }) => {
+                assert_eq!(l, Some(line), "{message}");
+                for p in parts {
+                    assert!(message.contains(p), "`{p}` not in: {message}");
+                }
+                message
+            }
+            Err(other) => panic!("not a config error: {other}"),
+        }
+    }
+
+    const KEY: &str = "c2VjcmV0LWtleS1mb3Itb2NlbGx1cy10ZXN0cy0zMmI=";
+
+    #[test]
+    fn an_azure_connection_string_sets_up_the_hub_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cloud_in(
+            dir.path(),
+            &format!(
+                "[cloud]\nkind = \"azure-iot-hub\"\nconnection_string = \"HostName=shop.azure-devices.net;DeviceId=cam;SharedAccessKey={KEY}\"\nsnapshots = true\nsas_ttl_s = 600"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.mqtt.host.as_str(), c.mqtt.port, c.mqtt.client_id.as_str()),
+            ("shop.azure-devices.net", 8883, "cam")
+        );
+        assert!(c.mqtt.tls.is_some(), "IoT Hub is TLS only");
+        let creds = c.mqtt.credentials.clone().unwrap();
+        assert_eq!(
+            creds.username,
+            "shop.azure-devices.net/cam/?api-version=2021-04-12"
+        );
+        assert!(
+            creds.password.is_none(),
+            "the SAS token is made at connect time"
+        );
+        let cloud = c.cloud.as_ref().unwrap();
+        assert!(cloud.snapshots);
+        match &cloud.profile {
+            crate::cloud::Profile::Azure(a) => {
+                assert_eq!(a.sas_ttl, Duration::from_secs(600));
+                assert_eq!(a.connection.host_name, "shop.azure-devices.net");
+            }
+            other => panic!("{other:?}"),
+        }
+        // a stand-in or gateway endpoint replaces the host, not the identity
+        let c = cloud_in(
+            dir.path(),
+            &format!(
+                "[cloud]\nkind = \"azure-iot-hub\"\nconnection_string = \"HostName=shop.azure-devices.net;DeviceId=cam;SharedAccessKey={KEY}\"\nendpoint = \"mqtts://127.0.0.1:18883\""
+            ),
+        )
+        .unwrap();
+        assert_eq!((c.mqtt.host.as_str(), c.mqtt.port), ("127.0.0.1", 18883));
+        assert!(!c.cloud.unwrap().snapshots, "snapshots are off by default");
+    }
+
+    #[test]
+    fn the_connection_string_can_come_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = format!("HostName=shop.azure-devices.net;DeviceId=cam;SharedAccessKey={KEY}");
+        std::fs::write(dir.path().join("azure.conn"), format!("{cs}\n")).unwrap();
+        let c = cloud_in(
+            dir.path(),
+            "[cloud]\nkind = \"azure-iot-hub\"\nconnection_string_file = \"azure.conn\"",
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.client_id, "cam");
+        // the environment route is exercised end to end (tests/cloud.rs); here: unset is an error
+        cloud_fails(
+            dir.path(),
+            "[cloud]\nkind = \"azure-iot-hub\"\nconnection_string_env = \"OCELLUS_TEST_SURELY_UNSET_AZ9\"",
+            "connection_string_env",
+            &["`cloud.connection_string_env`", "is not set"],
+        );
+        cloud_fails(
+            dir.path(),
+            "[cloud]\nkind = \"azure-iot-hub\"\nconnection_string_file = \"azure.conn\"\nconnection_string = \"x\"",
+            "connection_string =",
+            &["`cloud.connection_string`", "one way only"],
+        );
+    }
+
+    #[test]
+    fn cloud_mistakes_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let azure = |rest: &str| {
+            format!(
+                "[cloud]\nkind = \"azure-iot-hub\"\nconnection_string = \"HostName=shop.azure-devices.net;DeviceId=cam;SharedAccessKey={KEY}\"\n{rest}"
+            )
+        };
+        cloud_fails(
+            d,
+            "[cloud]\nkind = \"gcp\"",
+            "kind",
+            &["`cloud.kind`", "azure-iot-hub", "aws-iot-core"],
+        );
+        let msg = cloud_fails(
+            d,
+            &format!(
+                "[cloud]\nkind = \"azure-iot-hub\"\nconnection_string = \"HostName=shop.azure-devices.net;DeviceId=other;SharedAccessKey={KEY}\""
+            ),
+            "connection_string",
+            &[
+                "`cloud.connection_string`",
+                "DeviceId \"other\"",
+                "`device.id` is \"cam\"",
+            ],
+        );
+        assert!(!msg.contains(KEY), "the key leaked: {msg}");
+        let msg = cloud_fails(
+            d,
+            "[cloud]\nkind = \"azure-iot-hub\"\nconnection_string = \"HostName=shop.azure-devices.net;DeviceId=cam;SharedAccessKey=%%%notbase64\"",
+            "connection_string",
+            &["`cloud.connection_string`"],
+        );
+        assert!(!msg.contains("notbase64"), "the key leaked: {msg}");
+        cloud_fails(
+            d,
+            "[cloud]\nkind = \"azure-iot-hub\"",
+            "kind",
+            &["`cloud.connection_string_file`", "HostName="],
+        );
+        cloud_fails(
+            d,
+            &azure("thing_name = \"x\""),
+            "thing_name",
+            &["`cloud.thing_name`", "aws-iot-core"],
+        );
+        cloud_fails(
+            d,
+            &azure("endpoint = \"mqtt://127.0.0.1:1883\""),
+            "endpoint",
+            &["`cloud.endpoint`", "mqtts://"],
+        );
+        cloud_fails(
+            d,
+            &azure("sas_ttl_s = 1"),
+            "sas_ttl_s",
+            &["`cloud.sas_ttl_s`"],
+        );
+        cloud_fails(
+            d,
+            "[cloud]\nkind = \"azure-iot-hub\"\nconnection_string = \"HostName=shop.azure-devices.net;DeviceId=cam;x509=true\"",
+            "connection_string",
+            &["x509=true", "`cloud.client_cert`"],
+        );
+        // [mqtt] and [cloud] together, and neither
+        cloud_fails(
+            d,
+            &format!("[mqtt]\nurl = \"mqtt://127.0.0.1\"\n{}", azure("")),
+            "[mqtt]",
+            &["[cloud] are both set"],
+        );
+        match cloud_in(d, "") {
+            Err(Error::Config { message, .. }) => {
+                assert!(
+                    message.contains("[mqtt]") && message.contains("[cloud]"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // AWS
+        cloud_fails(
+            d,
+            "[cloud]\nkind = \"aws-iot-core\"",
+            "kind",
+            &["`cloud.endpoint`", "describe-endpoint"],
+        );
+        cloud_fails(
+            d,
+            "[cloud]\nkind = \"aws-iot-core\"\nendpoint = \"mqtts://abc-ats.iot.eu-west-1.amazonaws.com\"",
+            "kind",
+            &["`cloud.client_cert`"],
+        );
+        cloud_fails(
+            d,
+            &format!(
+                "[cloud]\nkind = \"aws-iot-core\"\nendpoint = \"mqtts://a.example\"\nconnection_string = \"HostName=h;DeviceId=cam;SharedAccessKey={KEY}\""
+            ),
+            "connection_string",
+            &["azure-iot-hub"],
+        );
+    }
+
+    #[test]
+    fn aws_takes_the_thing_certificates_and_a_topic_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        pki(d);
+        let base = "[cloud]\nkind = \"aws-iot-core\"\nendpoint = \"mqtts://abc-ats.iot.eu-west-1.amazonaws.com\"\nca_file = \"ca.pem\"\nclient_cert = \"cam.pem\"\nclient_key = \"cam.key\"";
+        let c = cloud_in(d, base).unwrap();
+        assert_eq!(
+            (c.mqtt.host.as_str(), c.mqtt.port, c.mqtt.client_id.as_str()),
+            ("abc-ats.iot.eu-west-1.amazonaws.com", 8883, "cam")
+        );
+        match c.cloud_profile() {
+            crate::cloud::Profile::Aws(a) => {
+                assert_eq!(a.thing, "cam");
+                assert_eq!(a.shadow, "ocellus");
+                assert_eq!(a.telemetry_topic, crate::cloud::DEFAULT_AWS_TELEMETRY_TOPIC);
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = cloud_in(
+            d,
+            &format!("{base}\nthing_name = \"shop-7-door\"\ntelemetry_topic = \"dt/shop/{{thing}}/{{type}}\"\nshadow = \"counting\""),
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.client_id, "shop-7-door", "client id = thing name");
+        for (bad, part) in [
+            ("telemetry_topic = \"dt/+/{type}\"", "`+`"),
+            ("telemetry_topic = \"dt//{type}\"", "empty level"),
+            ("telemetry_topic = \"dt/{colour}\"", "placeholder"),
+            ("telemetry_topic = \"$aws/x\"", "`$`"),
+            ("shadow = \"a/b\"", "`cloud.shadow`"),
+            ("snapshots = true", "direct methods"),
+        ] {
+            cloud_fails(d, &format!("{base}\n{bad}"), bad, &[part]);
+        }
+    }
+
+    // ---- rules as JSON ----------------------------------------------------------------------
+
+    fn model() -> ModelConfig {
+        let card_path = repo().join("models/ssd-mobilenet-v2-coco.toml");
+        ModelConfig {
+            card: ModelCard::load(&card_path).unwrap(),
+            card_path,
+            threshold: None,
+            labels: Some(vec!["person".into()]),
+        }
+    }
+
+    #[test]
+    fn json_rules_are_checked_like_the_config_file() {
+        let m = model();
+        let ok = serde_json::json!({
+            "line_hysteresis": 0.02,
+            "line": [{"name": "door", "a": [0.1, 0.5], "b": [0.9, 0.5], "labels": ["person"]}],
+            "zone": [{"name": "till", "polygon": [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4]], "dwell_s": 5}],
+        });
+        let r = rules_from_json(&ok, &m).unwrap();
+        assert_eq!(r.lines.len(), 1);
+        assert_eq!(r.zones[0].dwell, Some(Duration::from_secs(5)));
+        assert!((r.config.line_hysteresis - 0.02).abs() < 1e-6);
+        // back to JSON and in again: the same rules
+        let again = rules_from_json(&rules_to_json(&r), &m).unwrap();
+        assert_eq!(again, r);
+        for (bad, part) in [
+            (serde_json::json!([1]), "must be an object"),
+            (
+                serde_json::json!({"line": [{"name": "d", "a": [0.1, 0.5], "b": [1.5, 0.5]}]}),
+                "`rules.line[0].b`",
+            ),
+            (
+                serde_json::json!({"line": [{"name": "d", "a": [0.1, 0.5, 0.2], "b": [0.5, 0.5]}]}),
+                "two numbers",
+            ),
+            (
+                serde_json::json!({"zone": [{"name": "z", "polygon": [[0.1, 0.1], [0.2, 0.2]]}]}),
+                "3 to",
+            ),
+            (
+                serde_json::json!({"line": [{"name": "d", "a": [0.1, 0.5], "b": [0.9, 0.5], "labels": ["car"]}]}),
+                "car",
+            ),
+            (
+                serde_json::json!({"line": [{"name": "a/b", "a": [0.1, 0.5], "b": [0.9, 0.5]}]}),
+                "`rules.line[0].name`",
+            ),
+            (serde_json::json!({"lines": []}), "unknown key"),
+            (
+                serde_json::json!({"line": [{"name": "d", "a": null, "b": [0.9, 0.5]}]}),
+                "`rules.line[0].a`: is null",
+            ),
+        ] {
+            let e = rules_from_json(&bad, &m).unwrap_err();
+            assert!(e.contains(part), "`{part}` not in: {e}");
         }
     }
 }

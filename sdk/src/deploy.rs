@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::card::ModelCard;
+use crate::cloud::agent::{Agent, AgentSetup, LiveSettings};
 use crate::config::{Config, RulesSection, SourceConfig, VideoInput};
 use crate::error::Result;
 use crate::event::Event;
@@ -38,6 +39,8 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`Deployment::run`] gives the first MQTT connection (counted from its start, so
 /// usually spent loading the model) to find a configuration problem such as a wrong password.
 pub const CONNECT_CHECK: Duration = Duration::from_secs(5);
+/// Messages from a cloud hub waiting for the management agent.
+const INBOX: usize = 64;
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
@@ -60,6 +63,8 @@ pub struct Deployment {
     pub mqtt: MqttSettings,
     /// How often the retained health message is published.
     pub health_interval: Duration,
+    /// Whether a cloud hub may ask for a snapshot (`cloud.snapshots`).
+    pub snapshots: bool,
 }
 
 /// What a run did.
@@ -107,8 +112,10 @@ impl Deployment {
                     fsync_interval: cfg.queue.fsync_interval,
                     segment_bytes: crate::spool::DEFAULT_SEGMENT_BYTES,
                 },
+                profile: cfg.cloud_profile(),
             },
             health_interval: cfg.health.interval,
+            snapshots: cfg.cloud.as_ref().is_some_and(|c| c.snapshots),
         }
     }
 
@@ -244,7 +251,9 @@ impl Deployment {
         let t0 = Instant::now();
         // the queue and the TLS files first: a bad queue directory or key file fails at once, and
         // the connection is made while the model loads
-        let publisher = Publisher::start(self.mqtt.clone())?;
+        let cloud = !matches!(self.mqtt.profile, crate::cloud::Profile::Generic);
+        let (inbox_tx, inbox) = std::sync::mpsc::sync_channel(INBOX);
+        let publisher = Publisher::start_with_inbox(self.mqtt.clone(), cloud.then_some(inbox_tx))?;
         let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
         let (detector_opts, tracker_cfg) = self.tracking_thresholds();
         let mut detector = Detector::new(runtime, &self.card, &detector_opts)?;
@@ -267,15 +276,35 @@ impl Deployment {
             );
         }
         let live = opts.live.clone().unwrap_or_default();
+        let control = opts.control.clone().unwrap_or_default();
         let opts = pipeline::Options {
             live: Some(live.clone()),
+            control: Some(control.clone()),
             ..opts.clone()
         };
+        let settings = Arc::new(LiveSettings::new(self.health_interval));
+        let mut agent = cloud.then(|| {
+            Agent::new(AgentSetup {
+                device: self.device.clone(),
+                profile: self.mqtt.profile.clone(),
+                snapshots: self.snapshots,
+                model: crate::config::ModelConfig {
+                    card_path: self.card.path.clone(),
+                    card: self.card.clone(),
+                    threshold: self.detector.score_threshold,
+                    labels: self.detector.labels.clone(),
+                },
+                file_rules: self.rules.clone(),
+                queue: self.mqtt.queue.clone(),
+                live: settings.clone(),
+                control: control.clone(),
+            })
+        });
         let mut reporter = Reporter::new(&self.device, &self.mqtt.queue, publisher.recovered());
         let done = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
             let (publisher, live, done, reporter) = (&publisher, &live, &done, &mut reporter);
-            let interval = self.health_interval.max(Duration::from_millis(100));
+            let health_settings = settings.clone();
             let health = std::thread::Builder::new()
                 .name("ocellus-health".into())
                 .spawn_scoped(scope, move || {
@@ -284,11 +313,19 @@ impl Deployment {
                         if Instant::now() >= next {
                             let h = reporter.report(live, &publisher.health());
                             publisher.post_health(h.to_json());
+                            let interval = health_settings
+                                .health_interval()
+                                .max(Duration::from_millis(100));
                             next = Instant::now() + interval;
                         }
                         std::thread::sleep(Duration::from_millis(20));
                     }
                 });
+            let agent_thread = agent.as_mut().map(move |agent| {
+                std::thread::Builder::new()
+                    .name("ocellus-cloud".into())
+                    .spawn_scoped(scope, move || agent.run(publisher, &inbox, done))
+            });
             let result = pipeline::run(
                 source,
                 &mut detector,
@@ -298,14 +335,20 @@ impl Deployment {
                 &opts,
                 stop,
                 |ev| {
-                    let accepted = publisher.publish(ev);
-                    on_event(ev, accepted);
+                    // `publish.event_types` from the hub: the others are counted, not sent
+                    if settings.allows(ev.kind) {
+                        let accepted = publisher.publish(ev);
+                        on_event(ev, accepted);
+                    }
                 },
                 on_progress,
             );
             done.store(true, Ordering::Relaxed);
             if let Ok(h) = health {
                 let _ = h.join();
+            }
+            if let Some(Ok(a)) = agent_thread {
+                let _ = a.join();
             }
             result
         });
@@ -346,6 +389,7 @@ mod tests {
             rules: RulesSection::default(),
             mqtt: MqttSettings::new("127.0.0.1", 1883, &device, "/nonexistent/queue"),
             health_interval: Duration::from_secs(30),
+            snapshots: false,
         }
     }
 

@@ -23,6 +23,7 @@
 
 pub mod annotate;
 pub mod card;
+pub mod cloud;
 pub mod config;
 pub mod deploy;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod preprocess;
 pub mod publish;
 pub mod rules;
 pub mod runtime;
+pub mod snapshot;
 pub mod source;
 pub mod spool;
 pub mod track;

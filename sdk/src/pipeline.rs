@@ -182,6 +182,56 @@ pub struct Options {
     pub max_frames: Option<u64>,
     /// Counters updated while the pipeline runs, for a health reporter on another thread.
     pub live: Option<Arc<LiveCounters>>,
+    /// Changes made while it runs (new rules, snapshot requests), e.g. from a cloud hub.
+    pub control: Option<Arc<LiveControl>>,
+}
+
+/// Changes to a running pipeline, from another thread. The pipeline looks at it once per frame.
+#[derive(Debug, Default)]
+pub struct LiveControl {
+    rules: Mutex<Option<Rules>>,
+    snapshot: Mutex<Option<SnapshotRequest>>,
+    want_frame: AtomicBool,
+}
+
+/// A request for the next frame as a privacy-safe snapshot.
+#[derive(Debug)]
+pub struct SnapshotRequest {
+    /// The encoded JPEG's bound.
+    pub max_bytes: usize,
+    /// Lines to draw.
+    pub lines: Vec<crate::rules::LineRule>,
+    /// Zones to draw.
+    pub zones: Vec<crate::rules::ZoneRule>,
+    /// Where the snapshot (or why there is none) goes.
+    pub reply: std::sync::mpsc::SyncSender<Result<(u64, crate::snapshot::Snapshot)>>,
+}
+
+impl LiveControl {
+    /// Replace the rules from the next frame on. The old rules end first: every open zone visit
+    /// gets its `zone_exited`, so no visit is left without an end.
+    pub fn replace_rules(&self, rules: Rules) {
+        if let Ok(mut r) = self.rules.lock() {
+            *r = Some(rules);
+        }
+    }
+
+    /// Ask for a snapshot of the next frame (people hidden); the answer, with the frame number,
+    /// comes on `request.reply`. A newer request replaces one not yet served.
+    pub fn request_snapshot(&self, request: SnapshotRequest) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            *s = Some(request);
+        }
+        self.want_frame.store(true, Ordering::Relaxed);
+    }
+
+    fn take_rules(&self) -> Option<Rules> {
+        self.rules.lock().ok().and_then(|mut r| r.take())
+    }
+
+    fn take_snapshot(&self) -> Option<SnapshotRequest> {
+        self.snapshot.lock().ok().and_then(|mut s| s.take())
+    }
 }
 
 /// Counters the pipeline updates as it goes (relaxed atomics: a consistent-enough view for health
@@ -211,6 +261,8 @@ struct Detected {
     read_at: Instant,
     bytes: u64,
     detections: Result<Vec<Detection>>,
+    /// The frame itself, only when a snapshot was asked for.
+    image: Option<crate::RgbFrame>,
 }
 
 /// Run the pipeline to the end of the source, `max_frames`, or until `stop` is set.
@@ -238,6 +290,7 @@ pub fn run(
     let max_frames = opts.max_frames.unwrap_or(u64::MAX);
     let mut summary = Summary::default();
     let counters = opts.live.clone().unwrap_or_default();
+    let control = opts.control.clone().unwrap_or_default();
 
     std::thread::scope(|scope| -> Result<()> {
         let queue = &queue;
@@ -273,12 +326,18 @@ pub fn run(
             })
             .map_err(thread_error)?;
 
+        let control_infer = control.clone();
         let infer = std::thread::Builder::new()
             .name("ocellus-infer".into())
             .spawn_scoped(scope, move || {
                 while let Some((frame, read_at)) = queue.pop() {
                     let detections = detector.detect(&frame.image.as_view());
+                    let image = control_infer
+                        .want_frame
+                        .swap(false, Ordering::Relaxed)
+                        .then(|| frame.image.clone());
                     let msg = Detected {
+                        image,
                         seq: frame.seq,
                         captured: frame.captured,
                         t: frame.t,
@@ -307,6 +366,38 @@ pub fn run(
                 }
             };
             let out = tracker.update(d.seq, &dets);
+            if let Some(image) = &d.image
+                && let Some(req) = control.take_snapshot()
+            {
+                let hide: Vec<[f32; 4]> = dets
+                    .iter()
+                    .map(|x| x.bbox)
+                    .chain(out.observed.iter().map(|t| t.bbox))
+                    .collect();
+                let tracks: Vec<(u64, [f32; 4])> =
+                    out.observed.iter().map(|t| (t.id, t.bbox)).collect();
+                let scene = crate::snapshot::Scene {
+                    frame: image,
+                    hide: &hide,
+                    tracks: &tracks,
+                    lines: &req.lines,
+                    zones: &req.zones,
+                };
+                let _ = req
+                    .reply
+                    .try_send(crate::snapshot::render(&scene, req.max_bytes).map(|s| (d.seq, s)));
+            }
+            if let Some(new) = control.take_rules() {
+                let old = std::mem::replace(&mut rules, new);
+                let mut old = old;
+                for re in old.finish(d.seq, d.t) {
+                    let ev = Event::from_rule(&device, d.captured, &re);
+                    *summary.events.entry(ev.kind).or_default() += 1;
+                    counters.events.fetch_add(1, Ordering::Relaxed);
+                    on_event(&ev);
+                }
+                tracing::info!("frame {}: new rules in effect", d.seq);
+            }
             for t in &out.observed {
                 // OCELLUS_LOG=ocellus::pipeline=trace shows where each track's feet are: what
                 // line and zone placement is judged on

@@ -28,6 +28,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ use rumqttc::{
     Client, Connection, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS,
 };
 
+use crate::cloud::{HealthRoute, Profile, Sas, Wire};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::spool::{Append, OpenReport, Spool, SpoolConfig, SpoolStats};
@@ -62,6 +64,8 @@ pub struct MqttSettings {
     pub credentials: Option<Credentials>,
     /// The durable queue.
     pub queue: SpoolConfig,
+    /// Which hub this is (generic MQTT, Azure IoT Hub, AWS IoT Core): topics and credentials.
+    pub profile: Profile,
 }
 
 impl MqttSettings {
@@ -83,17 +87,23 @@ impl MqttSettings {
             tls: None,
             credentials: None,
             queue: SpoolConfig::new(queue_dir),
+            profile: Profile::Generic,
         }
     }
 
-    /// `{prefix}/{device}/status`.
+    /// Where `online` / `offline` go: `{prefix}/{device}/status` with the generic profile.
     pub fn status_topic(&self) -> String {
-        format!("{}/{}/status", self.topic_prefix, self.device)
+        self.wire().status_topic
     }
 
-    /// `{prefix}/{device}/health`.
+    /// `{prefix}/{device}/health`: the retained health topic of the generic profile and AWS
+    /// (Azure reports health as a twin property instead).
     pub fn health_topic(&self) -> String {
         format!("{}/{}/health", self.topic_prefix, self.device)
+    }
+
+    pub(crate) fn wire(&self) -> Wire {
+        self.profile.wire(&self.topic_prefix, &self.device)
     }
 
     /// `mqtt://host:port` or `mqtts://host:port`, for messages.
@@ -182,6 +192,24 @@ pub struct PublishHealth {
     pub last_error: Option<String>,
 }
 
+/// What the connection thread hands to a [`Publisher`]'s inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// Connected (again): the subscriptions are requested; state the hub should know is worth
+    /// sending again (a clean session forgets nothing of ours, but the hub may have changed).
+    Connected,
+    /// A message on one of the profile's subscriptions.
+    Message {
+        /// Its topic.
+        topic: String,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// Messages waiting in [`Publisher::send`]'s queue (not durable; the oldest goes when full).
+const TRANSIENT: usize = 64;
+
 enum Tag {
     Event(u64),
     Offline,
@@ -194,6 +222,8 @@ struct Control {
     health: Option<Vec<u8>>,
     /// Stop when the queue is empty or at this instant, whichever is first.
     close_by: Option<Instant>,
+    /// Non-durable messages to send while connected: (topic, payload).
+    transient: VecDeque<(String, Vec<u8>)>,
 }
 
 struct Shared {
@@ -266,25 +296,45 @@ impl Publisher {
     /// Errors: the queue directory cannot be used, the TLS files cannot be read, or the device id or
     /// topic prefix would make topic levels of their own.
     pub fn start(settings: MqttSettings) -> Result<Publisher> {
+        Publisher::start_with_inbox(settings, None)
+    }
+
+    /// [`Publisher::start`], handing every message that arrives on the profile's subscriptions
+    /// (twin, methods, shadow) and every (re)connect to `inbox`. The inbox is bounded: when it is
+    /// full a message is dropped with a warning, never waited for.
+    pub fn start_with_inbox(
+        settings: MqttSettings,
+        inbox: Option<SyncSender<Inbound>>,
+    ) -> Result<Publisher> {
         check_level("device.id", &settings.device)?;
         for level in settings.topic_prefix.split('/') {
             check_level("mqtt.topic_prefix", level)?;
         }
+        let wire = settings.wire();
+        let sas = settings.profile.sas();
         let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
         opts.set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)))
             .set_clean_session(true)
             .set_inflight(INFLIGHT)
             .set_last_will(LastWill::new(
-                settings.status_topic(),
+                &wire.status_topic,
                 "offline",
                 QoS::AtLeastOnce,
-                true,
+                wire.status_retain,
             ));
         crate::transport::configure(
             &mut opts,
             settings.tls.as_ref(),
             settings.credentials.as_ref(),
         )?;
+        let renew_at = match (&sas, &settings.credentials) {
+            (Some(sas), Some(c)) => {
+                let (token, at) = sas.token();
+                opts.set_credentials(c.username.clone(), token);
+                Some(at)
+            }
+            _ => None,
+        };
         let (spool, open) = Spool::open(settings.queue.clone())?;
         if open.recovered > 0 {
             tracing::info!(
@@ -310,13 +360,16 @@ impl Publisher {
         });
         let conn = {
             let shared = shared.clone();
-            let topics = Topics {
-                status: settings.status_topic(),
-                health: settings.health_topic(),
+            let link = Link {
+                wire,
+                profile: settings.profile.clone(),
+                sas: sas.zip(settings.credentials.as_ref().map(|c| c.username.clone())),
+                renew_at,
+                inbox,
             };
             std::thread::Builder::new()
                 .name("ocellus-mqtt".into())
-                .spawn(move || drive(connection, client, &shared, &topics))
+                .spawn(move || drive(connection, client, &shared, link))
                 .map_err(|e| Error::InvalidOption {
                     name: "thread".into(),
                     message: format!("cannot start the MQTT connection thread: {e}"),
@@ -363,7 +416,25 @@ impl Publisher {
     /// stored (the queue is full with `refuse_new`, or the disk write failed), counted and reported
     /// in the health topic.
     pub fn publish(&self, event: &Event) -> bool {
-        self.publish_raw(&event.topic(&self.settings.topic_prefix), &event.to_json())
+        let topic = self
+            .settings
+            .profile
+            .event_topic(&self.settings.topic_prefix, event);
+        self.publish_raw(&topic, &event.to_json())
+    }
+
+    /// Send a message that need not survive a restart (a method response, a twin or shadow
+    /// update) at QoS 1 on the current or next connection, ahead of queued events. Not stored
+    /// on disk; at most 64 wait, and the oldest is dropped when more come.
+    pub fn send(&self, topic: &str, payload: Vec<u8>) {
+        let mut c = self.shared.control();
+        if c.transient.len() >= TRANSIENT {
+            c.transient.pop_front();
+            tracing::warn!(
+                "MQTT: more than {TRANSIENT} messages waiting to be sent; dropped the oldest"
+            );
+        }
+        c.transient.push_back((topic.to_owned(), payload));
     }
 
     /// Store any message for publishing (QoS 1, not retained), like [`Publisher::publish`].
@@ -478,10 +549,79 @@ impl Drop for Publisher {
     }
 }
 
-struct Topics {
-    status: String,
-    health: String,
+/// What the connection thread needs besides the client and the queue.
+struct Link {
+    wire: Wire,
+    profile: Profile,
+    /// The SAS signer and the user name it goes with.
+    sas: Option<(Sas, String)>,
+    /// When the current SAS token should be replaced.
+    renew_at: Option<Instant>,
+    inbox: Option<SyncSender<Inbound>>,
 }
+
+impl Link {
+    /// Put a fresh SAS token into the options of the next connect.
+    fn refresh(&mut self, connection: &mut Connection) {
+        if let Some((sas, user)) = &self.sas {
+            let (token, at) = sas.token();
+            connection
+                .eventloop
+                .mqtt_options
+                .set_credentials(user.clone(), token);
+            self.renew_at = Some(at);
+        }
+    }
+
+    fn deliver(&self, msg: Inbound) {
+        if let Some(inbox) = &self.inbox {
+            match inbox.try_send(msg) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(m)) => {
+                    tracing::warn!("MQTT: the message handler is behind; dropped {m:?}")
+                }
+            }
+        }
+    }
+
+    /// The health message as the profile sends it: (topic, payload, retain).
+    fn health(&self, payload: Vec<u8>, seq: u64) -> (String, Vec<u8>, bool) {
+        match &self.wire.health {
+            HealthRoute::Retained(t) => (t.clone(), payload, true),
+            HealthRoute::AzureReported => (
+                crate::cloud::azure::twin_reported_topic(&format!("h{seq}")),
+                wrap_json(b"{\"health\":", &payload, b"}"),
+                false,
+            ),
+            HealthRoute::AwsShadow(t) => (
+                t.clone(),
+                wrap_json(b"{\"state\":{\"reported\":{\"health\":", &payload, b"}}}"),
+                false,
+            ),
+        }
+    }
+}
+
+fn wrap_json(head: &[u8], body: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(head.len() + body.len() + tail.len());
+    v.extend_from_slice(head);
+    v.extend_from_slice(body);
+    v.extend_from_slice(tail);
+    v
+}
+
+/// Where the connection thread is in replacing its SAS token.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Renew {
+    No,
+    /// No new events offered since this instant; DISCONNECT once the window has drained.
+    Draining(Instant),
+    /// DISCONNECT requested.
+    Disconnecting,
+}
+
+/// How long a token renewal waits for the events in flight to be acknowledged.
+const RENEW_DRAIN: Duration = Duration::from_secs(3);
 
 /// Where the connection thread is in a clean stop.
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -494,7 +634,7 @@ enum Closing {
 }
 
 /// The connection thread: the only user of the MQTT client and the only reader of the queue.
-fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &Topics) {
+fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: Link) {
     let stats = &shared.stats;
     // offered to rumqttc, its Outgoing::Publish not seen yet (rumqttc assigns packet ids in order)
     let mut waiting: VecDeque<Tag> = VecDeque::new();
@@ -506,6 +646,10 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &T
     let mut last_maintain = Instant::now();
     let mut closing = Closing::No;
     let mut health_sent: Option<Vec<u8>> = None;
+    let mut health_seq = 0u64;
+    // a SAS token is being replaced: since when (no new events offered; DISCONNECT once the
+    // window has drained)
+    let mut renewing = Renew::No;
 
     let offer =
         |topic: &str, payload: Vec<u8>, retain: bool, tag: Tag, waiting: &mut VecDeque<Tag>| {
@@ -531,12 +675,30 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &T
             (c.close_by, h)
         };
 
+        if connected
+            && closing == Closing::No
+            && renewing == Renew::No
+            && link.renew_at.is_some_and(|at| now >= at)
+        {
+            tracing::debug!("MQTT: replacing the SAS token before it expires");
+            renewing = Renew::Draining(now);
+        }
+        if let Renew::Draining(since) = renewing
+            && connected
+            && ((waiting.is_empty() && inflight.is_empty())
+                || now.duration_since(since) > RENEW_DRAIN)
+            && client.try_disconnect().is_ok()
+        {
+            // a clean DISCONNECT (no Last Will); the next connect carries the new token
+            renewing = Renew::Disconnecting;
+        }
+
         if connected && closing == Closing::No {
             if announce
                 && offer(
-                    &topics.status,
+                    &link.wire.status_topic,
                     b"online".to_vec(),
-                    true,
+                    link.wire.status_retain,
                     Tag::Other,
                     &mut waiting,
                 )
@@ -544,15 +706,29 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &T
                 announce = false;
             }
             if let Some(h) = health {
-                if offer(&topics.health, h.clone(), true, Tag::Other, &mut waiting) {
+                health_seq += 1;
+                let (topic, payload, retain) = link.health(h.clone(), health_seq);
+                if offer(&topic, payload, retain, Tag::Other, &mut waiting) {
                     health_sent = Some(h);
                 } else {
                     shared.control().health.get_or_insert(h);
                 }
             }
+            loop {
+                if waiting.len() >= REQUEST_CHANNEL - 8 {
+                    break;
+                }
+                let next = shared.control().transient.pop_front();
+                let Some((topic, payload)) = next else { break };
+                if !offer(&topic, payload.clone(), false, Tag::Other, &mut waiting) {
+                    shared.control().transient.push_front((topic, payload));
+                    break;
+                }
+            }
             // keep a window of records in flight
             let mut rewind = false;
-            while waiting.len() < REQUEST_CHANNEL - 4
+            while renewing == Renew::No
+                && waiting.len() < REQUEST_CHANNEL - 4
                 && inflight.len() + waiting.len() < INFLIGHT as usize
             {
                 let next = shared.spool().next_unsent();
@@ -591,9 +767,9 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &T
             match closing {
                 Closing::No if connected && (depth == 0 || now >= deadline) => {
                     if offer(
-                        &topics.status,
+                        &link.wire.status_topic,
                         b"offline".to_vec(),
-                        true,
+                        link.wire.status_retain,
                         Tag::Offline,
                         &mut waiting,
                     ) {
@@ -640,7 +816,29 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &T
                 if let Ok(mut p) = stats.problem.lock() {
                     *p = None;
                 }
-                tracing::info!("connected to the MQTT broker");
+                renewing = Renew::No;
+                if !link.wire.subscriptions.is_empty() {
+                    let filters = link
+                        .wire
+                        .subscriptions
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        tracing::warn!("MQTT: could not subscribe: {e}");
+                    }
+                }
+                link.deliver(Inbound::Connected);
+                if stats.connects.load(Ordering::Relaxed) == 1 {
+                    tracing::info!("connected to {}", link.profile.kind_name());
+                } else {
+                    tracing::info!("connected to {} again", link.profile.kind_name());
+                }
+            }
+            Ok(Ok(MqttEvent::Incoming(Packet::Publish(p)))) => {
+                link.deliver(Inbound::Message {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                });
             }
             Ok(Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid)))) => match waiting.pop_front() {
                 Some(tag) if pkid != 0 => {
@@ -665,6 +863,15 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &T
             Ok(Ok(MqttEvent::Outgoing(Outgoing::Disconnect))) => {
                 connected = false;
                 stats.connected.store(false, Ordering::Relaxed);
+                if renewing != Renew::No && closing == Closing::No {
+                    // reconnect at once with a fresh token; the clean session and the rewind
+                    // on CONNACK offer whatever was still unacknowledged again
+                    link.refresh(&mut connection);
+                    connection.eventloop.clean();
+                    waiting.clear();
+                    inflight.clear();
+                    continue;
+                }
                 if matches!(closing, Closing::Disconnect(_)) {
                     // give the event loop a moment to write the DISCONNECT packet
                     let _ = connection.recv_timeout(Duration::from_millis(50));
@@ -679,7 +886,8 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &T
                 stats.connected.store(false, Ordering::Relaxed);
                 waiting.clear();
                 inflight.clear();
-                let problem = crate::transport::explain(&e);
+                renewing = Renew::No;
+                let problem = link.profile.reword(crate::transport::explain(&e));
                 if problem.permanent {
                     tracing::error!("MQTT: {}; retrying in {backoff:?}", problem.message);
                 } else if was {
@@ -713,6 +921,8 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, topics: &T
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
+                // a token may expire during an outage: every attempt gets a fresh one
+                link.refresh(&mut connection);
             }
             Err(rumqttc::RecvTimeoutError::Timeout) => {}
             Err(rumqttc::RecvTimeoutError::Disconnected) => break,

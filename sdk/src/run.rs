@@ -249,14 +249,16 @@ pub(crate) fn run(
         d.onnxruntime = onnxruntime;
     }
     eprintln!(
-        "ocellus: device {} | source {} | model {} | {} line(s), {} zone(s) | {}/{} | queue {}",
+        "ocellus: device {} | source {} | model {} | {} line(s), {} zone(s) | {} | queue {}",
         d.device,
         cfg.source.kind(),
         d.card.name,
         d.rules.lines.len(),
         d.rules.zones.len(),
-        d.mqtt.broker(),
-        d.mqtt.topic_prefix,
+        match &cfg.cloud {
+            Some(c) => format!("{} {}", c.profile.kind(), d.mqtt.broker()),
+            None => format!("{}/{}", d.mqtt.broker(), d.mqtt.topic_prefix),
+        },
         d.mqtt.queue.dir.display()
     );
     execute(d, frames, !quiet, format)
@@ -265,7 +267,7 @@ pub(crate) fn run(
 pub(crate) fn check_config(config: &Path) -> ocellus::Result<u8> {
     let cfg = Config::load(config)?;
     println!(
-        "{}: ok — device {}, source {}, model {} ({}), {} line(s), {} zone(s), broker {}://{}:{}, queue {}",
+        "{}: ok — device {}, source {}, model {} ({}), {} line(s), {} zone(s), {}{}://{}:{}, queue {}",
         config.display(),
         cfg.device.id,
         cfg.source.kind(),
@@ -273,6 +275,10 @@ pub(crate) fn check_config(config: &Path) -> ocellus::Result<u8> {
         cfg.model.card_path.display(),
         cfg.rules.lines.len(),
         cfg.rules.zones.len(),
+        match &cfg.cloud {
+            Some(c) => format!("{} ", c.profile.kind()),
+            None => "broker ".to_owned(),
+        },
         if cfg.mqtt.tls.is_some() {
             "mqtts"
         } else {
@@ -369,6 +375,7 @@ pub(crate) fn demo(
             ..MqttSettings::new(host.clone(), port, &device, demo_queue.path())
         },
         health_interval: Duration::from_secs(5),
+        snapshots: false,
     };
     eprintln!(
         "ocellus demo: vtest.avi → SSD-MobileNet-v2 person detector → tracker → line \"walkway\" + zone \"crossing\" → {}",

@@ -1,0 +1,60 @@
+//! AWS IoT Core: telemetry topic templates and named-shadow topics.
+
+use crate::event::Event;
+
+/// `$aws/things/{thing}/shadow/name/{shadow}/{op}` (`op`: `update`, `get`, `update/delta`, …).
+pub fn shadow_topic(thing: &str, shadow: &str, op: &str) -> String {
+    format!("$aws/things/{thing}/shadow/name/{shadow}/{op}")
+}
+
+/// The topic filters the device subscribes to: the named shadow's get answers, update
+/// rejections and desired-state deltas.
+pub fn subscriptions(thing: &str, shadow: &str) -> Vec<String> {
+    [
+        "get/accepted",
+        "get/rejected",
+        "update/rejected",
+        "update/delta",
+    ]
+    .iter()
+    .map(|op| shadow_topic(thing, shadow, op))
+    .collect()
+}
+
+/// Fill a telemetry topic template: `{thing}`, `{device}`, `{type}`.
+pub fn telemetry_topic(template: &str, thing: &str, event: &Event) -> String {
+    fill(template, thing, &event.device, event.kind.as_str())
+}
+
+/// Fill a template with explicit values.
+pub fn fill(template: &str, thing: &str, device: &str, kind: &str) -> String {
+    template
+        .replace("{thing}", thing)
+        .replace("{device}", device)
+        .replace("{type}", kind)
+}
+
+/// What is wrong with a telemetry topic template, if anything: it must be 1..=256 bytes once
+/// filled, without wildcards, empty levels, a leading `$` or placeholders other than `{thing}`,
+/// `{device}` and `{type}`.
+pub fn template_problem(template: &str) -> Option<String> {
+    let filled = fill(template, "t", "d", "line_crossed");
+    if filled.contains('{') || filled.contains('}') {
+        return Some(
+            "has an unknown placeholder: only {thing}, {device} and {type} are replaced".into(),
+        );
+    }
+    if template.is_empty() || filled.len() > 256 {
+        return Some("must be 1 to 256 bytes (AWS IoT Core's topic limit)".into());
+    }
+    if filled.starts_with('$') {
+        return Some("must not start with `$` (reserved topics)".into());
+    }
+    if filled.contains(['+', '#']) || filled.chars().any(char::is_control) {
+        return Some("must not contain `+`, `#` or control characters".into());
+    }
+    if filled.split('/').any(str::is_empty) {
+        return Some("has an empty level (a leading, trailing or double `/`)".into());
+    }
+    None
+}

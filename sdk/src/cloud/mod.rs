@@ -1,0 +1,206 @@
+//! Cloud IoT hub profiles: how ocellus connects to Azure IoT Hub or AWS IoT Core, which topics it
+//! uses there, and how the hub manages the device (device twin or named shadow, direct methods).
+//! The events themselves are the same as with a plain MQTT broker; a profile only changes the
+//! connection and the topics. Generic MQTT ([`Profile::Generic`]) is the default.
+//!
+//! | | generic MQTT | Azure IoT Hub | AWS IoT Core |
+//! |---|---|---|---|
+//! | events | `{prefix}/{device}/events/{type}` | `devices/{device}/messages/events/{property bag}` | `cloud.telemetry_topic` |
+//! | status (`online`/`offline`, Last Will) | `{prefix}/{device}/status`, retained | telemetry with `type=status` | `ocellus/{thing}/status`, retained |
+//! | health | `{prefix}/{device}/health`, retained | twin reported property `health` | named shadow, reported `health` |
+//! | management | – | twin desired properties, direct methods, C2D | named shadow desired state |
+//! | authentication | user name + password and/or client certificate | SAS token (renewed) or X.509 | X.509 (mutual TLS) |
+
+pub mod agent;
+pub mod aws;
+pub mod azure;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::event::Event;
+
+/// How long a SAS token is valid by default (`cloud.sas_ttl_s`).
+pub const DEFAULT_SAS_TTL: Duration = Duration::from_secs(3600);
+/// The default AWS telemetry topic template (`cloud.telemetry_topic`).
+pub const DEFAULT_AWS_TELEMETRY_TOPIC: &str = "ocellus/{thing}/events/{type}";
+/// The default AWS named shadow (`cloud.shadow`).
+pub const DEFAULT_AWS_SHADOW: &str = "ocellus";
+
+/// Which hub the publisher talks to, and what that changes on the wire.
+#[derive(Debug, Clone, Default)]
+pub enum Profile {
+    /// Any MQTT 3.1.1 broker: the topics of [`crate::publish`].
+    #[default]
+    Generic,
+    /// Azure IoT Hub.
+    Azure(Arc<AzureProfile>),
+    /// AWS IoT Core.
+    Aws(Arc<AwsProfile>),
+}
+
+/// Azure IoT Hub: the device identity and how its SAS tokens are made.
+#[derive(Debug, Clone)]
+pub struct AzureProfile {
+    /// The parsed connection string.
+    pub connection: azure::ConnectionString,
+    /// Lifetime of each SAS token; a new one is used after three quarters of it.
+    pub sas_ttl: Duration,
+}
+
+/// AWS IoT Core: the thing and its topics.
+#[derive(Debug, Clone)]
+pub struct AwsProfile {
+    /// The thing name (also the MQTT client id).
+    pub thing: String,
+    /// The telemetry topic template: `{thing}`, `{device}` and `{type}` are replaced.
+    pub telemetry_topic: String,
+    /// The named shadow the device reports to.
+    pub shadow: String,
+}
+
+/// Where health goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HealthRoute {
+    /// Retained on this topic.
+    Retained(String),
+    /// A device-twin reported-properties patch `{"health": …}`.
+    AzureReported,
+    /// A named-shadow update `{"state":{"reported":{"health": …}}}` on this topic.
+    AwsShadow(String),
+}
+
+/// The wire details the connection thread needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Wire {
+    pub status_topic: String,
+    pub status_retain: bool,
+    pub health: HealthRoute,
+    pub subscriptions: Vec<String>,
+}
+
+/// A SAS token signer for the connection thread.
+#[derive(Clone)]
+pub(crate) struct Sas {
+    resource_uri: String,
+    key: Vec<u8>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Sas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sas")
+            .field("resource_uri", &self.resource_uri)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sas {
+    /// A fresh token, and when to replace it (after three quarters of its life).
+    pub fn token(&self) -> (String, Instant) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let ttl = self.ttl.max(Duration::from_secs(2));
+        let expiry = (now + ttl).as_secs();
+        let token = azure::sas_token(&self.resource_uri, &self.key, expiry);
+        (token, Instant::now() + ttl.mul_f64(0.75))
+    }
+}
+
+impl Profile {
+    /// The topic an event goes to.
+    pub fn event_topic(&self, prefix: &str, event: &Event) -> String {
+        match self {
+            Profile::Generic => event.topic(prefix),
+            Profile::Azure(a) => a.connection.telemetry_topic(&[
+                ("$.mid", &event.id),
+                ("$.ct", "application/json"),
+                ("$.ce", "utf-8"),
+                ("type", event.kind.as_str()),
+                ("schema", crate::event::SCHEMA),
+            ]),
+            Profile::Aws(a) => aws::telemetry_topic(&a.telemetry_topic, &a.thing, event),
+        }
+    }
+
+    /// A short name for logs and `get_config`: `mqtt`, `azure-iot-hub`, `aws-iot-core`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Profile::Generic => "mqtt",
+            Profile::Azure(_) => "azure-iot-hub",
+            Profile::Aws(_) => "aws-iot-core",
+        }
+    }
+
+    /// What the logs call the far end.
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self {
+            Profile::Generic => "the MQTT broker",
+            Profile::Azure(_) => "Azure IoT Hub",
+            Profile::Aws(_) => "AWS IoT Core",
+        }
+    }
+
+    pub(crate) fn wire(&self, prefix: &str, device: &str) -> Wire {
+        match self {
+            Profile::Generic => Wire {
+                status_topic: format!("{prefix}/{device}/status"),
+                status_retain: true,
+                health: HealthRoute::Retained(format!("{prefix}/{device}/health")),
+                subscriptions: Vec::new(),
+            },
+            Profile::Azure(a) => Wire {
+                status_topic: a.connection.telemetry_topic(&[
+                    ("$.ct", "text/plain"),
+                    ("$.ce", "utf-8"),
+                    ("type", "status"),
+                ]),
+                // IoT Hub has no retained messages
+                status_retain: false,
+                health: HealthRoute::AzureReported,
+                subscriptions: a.connection.subscriptions(),
+            },
+            Profile::Aws(a) => Wire {
+                status_topic: format!("ocellus/{}/status", a.thing),
+                status_retain: true,
+                health: HealthRoute::AwsShadow(aws::shadow_topic(&a.thing, &a.shadow, "update")),
+                subscriptions: aws::subscriptions(&a.thing, &a.shadow),
+            },
+        }
+    }
+
+    pub(crate) fn sas(&self) -> Option<Sas> {
+        match self {
+            Profile::Azure(a) => a.connection.key().map(|key| Sas {
+                resource_uri: a.connection.resource_uri(),
+                key,
+                ttl: a.sas_ttl,
+            }),
+            _ => None,
+        }
+    }
+
+    /// A connection problem reworded for the profile's config keys.
+    pub(crate) fn reword(&self, p: crate::transport::Problem) -> crate::transport::Problem {
+        match self {
+            Profile::Generic => p,
+            Profile::Azure(_)
+                if p.permanent
+                    && (p.message.contains("user name or password")
+                        || p.message.contains("not authorized")
+                        || p.message.contains("client id")) =>
+            {
+                crate::transport::Problem {
+                    message: "IoT Hub refused the device: check `cloud.connection_string` (HostName, DeviceId and SharedAccessKey: a regenerated key invalidates the old one), that the device exists and is enabled, and that this device's clock is right (SAS tokens carry an expiry time)".into(),
+                    permanent: true,
+                }
+            }
+            _ => crate::transport::Problem {
+                message: p.message.replace("`mqtt.", "`cloud."),
+                permanent: p.permanent,
+            },
+        }
+    }
+}
