@@ -276,6 +276,10 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const MAINTAIN_EVERY: Duration = Duration::from_millis(50);
 const POLL: Duration = Duration::from_millis(10);
+/// Largest MQTT packet sent or received: IoT Hub's 256 KB message limit plus the topic.
+const MAX_PACKET: usize = 256 * 1024 + 4096;
+/// Longest wait for one connect; rumqttc's own connection timeout (5 s) ends it first.
+const CONNECT_WAIT: Duration = Duration::from_secs(6);
 
 /// A topic level we build from a name: letters, digits, '.', '_', '-' (no `/`, `+`, `#`).
 fn check_level(what: &str, v: &str) -> Result<()> {
@@ -316,6 +320,9 @@ impl Publisher {
         opts.set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)))
             .set_clean_session(true)
             .set_inflight(INFLIGHT)
+            // rumqttc's default is 10 KiB each way: too small for a twin document or a snapshot
+            // method response (IoT Hub takes messages up to 256 KB)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
             .set_last_will(LastWill::new(
                 &wire.status_topic,
                 "offline",
@@ -799,7 +806,16 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
             }
         }
 
-        match connection.recv_timeout(POLL) {
+        // While there is no connection, the poll is a connect (TCP, TLS, CONNECT, CONNACK): give
+        // it rumqttc's whole connection timeout. A 10 ms poll would cancel every connect that
+        // takes longer, so a broker a real network away (IoT Hub: a few hundred ms) would never
+        // be reached.
+        let wait = if connection.eventloop.network.is_none() {
+            CONNECT_WAIT
+        } else {
+            POLL
+        };
+        match connection.recv_timeout(wait) {
             Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) => {
                 connected = true;
                 announce = true;
