@@ -3,8 +3,10 @@
 //! the tests fail and say so; they never skip silently.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod aws;
 pub mod broker;
 pub mod faults;
+pub mod hub;
 pub mod onnx;
 pub mod tls;
 
