@@ -75,21 +75,9 @@ impl Canvas {
     pub fn text(&mut self, x: i64, y: i64, s: i64, text: &str, fg: [u8; 3], bg: [u8; 3]) -> i64 {
         let w = text.chars().count() as i64 * 8 * s;
         self.fill(x, y, x + w + 2 * s, y + 8 * s + 2 * s, bg);
-        for (i, ch) in text.chars().enumerate() {
-            let glyph = font8x8::legacy::BASIC_LEGACY
-                .get(ch as usize)
-                .copied()
-                .unwrap_or([0; 8]);
-            for (row, bits) in glyph.iter().enumerate() {
-                for col in 0..8 {
-                    if bits & (1 << col) != 0 {
-                        let px = x + s + (i as i64 * 8 + col) * s;
-                        let py = y + s + row as i64 * s;
-                        self.fill(px, py, px + s, py + s, fg);
-                    }
-                }
-            }
-        }
+        glyphs(text.chars(), x + s, y + s, s, |px, py| {
+            self.fill(px, py, px + s, py + s, fg)
+        });
         w
     }
 }
@@ -142,5 +130,30 @@ mod tests {
         // the label sits above the box
         assert!((40..50).any(|y| (20..80).any(|x| px(x, y) == PALETTE[1])));
         Ok(())
+    }
+}
+
+/// The 8x8 font's set pixels of `chars` written from `(x, y)` at scale `s`: `dot(px, py)` for the
+/// top-left corner of each `s`×`s` dot. Characters the font lacks are drawn as `?`.
+pub(crate) fn glyphs(
+    chars: impl Iterator<Item = char>,
+    x: i64,
+    y: i64,
+    s: i64,
+    mut dot: impl FnMut(i64, i64),
+) {
+    for (i, ch) in chars.enumerate() {
+        let glyph = font8x8::legacy::BASIC_LEGACY
+            .get(ch as usize)
+            .or_else(|| font8x8::legacy::BASIC_LEGACY.get(usize::from(b'?')))
+            .copied()
+            .unwrap_or([0; 8]);
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) != 0 {
+                    dot(x + (i as i64 * 8 + col) * s, y + row as i64 * s);
+                }
+            }
+        }
     }
 }

@@ -2009,8 +2009,24 @@ fn cloud(
                 ));
             }
             let thing = match &raw.thing_name {
-                Some(t) => check_name(cx, t, "cloud.thing_name", MAX_CLIENT_ID, "thing name")?,
-                None => device_id.to_owned(),
+                Some(t) => {
+                    if let Some(m) = crate::cloud::aws::name_problem(t.get_ref(), 128) {
+                        return Err(cx.at(t, "cloud.thing_name", m));
+                    }
+                    t.get_ref().clone()
+                }
+                None => {
+                    if let Some(m) = crate::cloud::aws::name_problem(device_id, 128) {
+                        return Err(cx.at(
+                            &raw.kind,
+                            "cloud.thing_name",
+                            format!(
+                                "defaults to `device.id` (\"{device_id}\"), which cannot be a thing name: it {m}; set `cloud.thing_name`"
+                            ),
+                        ));
+                    }
+                    device_id.to_owned()
+                }
             };
             let telemetry_topic = match &raw.telemetry_topic {
                 Some(t) => {
@@ -2022,7 +2038,12 @@ fn cloud(
                 None => crate::cloud::DEFAULT_AWS_TELEMETRY_TOPIC.to_owned(),
             };
             let shadow = match &raw.shadow {
-                Some(s) => check_name(cx, s, "cloud.shadow", 64, "shadow name")?,
+                Some(s) => {
+                    if let Some(m) = crate::cloud::aws::name_problem(s.get_ref(), 64) {
+                        return Err(cx.at(s, "cloud.shadow", m));
+                    }
+                    s.get_ref().clone()
+                }
                 None => crate::cloud::DEFAULT_AWS_SHADOW.to_owned(),
             };
             let tls = tls(cx)?;
@@ -4615,6 +4636,8 @@ url = "mqtt://[::1]"
             ("telemetry_topic = \"dt/{colour}\"", "placeholder"),
             ("telemetry_topic = \"$aws/x\"", "`$`"),
             ("shadow = \"a/b\"", "`cloud.shadow`"),
+            ("thing_name = \"shop.7\"", "`cloud.thing_name`"),
+            ("telemetry_topic = \"a/b/c/d/e/f/g/h/{type}\"", "at most 7"),
             ("snapshots = true", "direct methods"),
         ] {
             cloud_fails(d, &format!("{base}\n{bad}"), bad, &[part]);

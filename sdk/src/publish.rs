@@ -96,8 +96,8 @@ impl MqttSettings {
         self.wire().status_topic
     }
 
-    /// `{prefix}/{device}/health`: the retained health topic of the generic profile and AWS
-    /// (Azure reports health as a twin property instead).
+    /// `{prefix}/{device}/health`: the retained health topic of the generic profile (Azure
+    /// reports health as a twin property, AWS in the named shadow).
     pub fn health_topic(&self) -> String {
         format!("{}/{}/health", self.topic_prefix, self.device)
     }

@@ -428,22 +428,9 @@ impl<'a> Canvas<'a> {
         let x = x.min(self.w as i64 - tw).max(0);
         let y = y.min(self.h as i64 - th).max(0);
         self.fill(x, y, x + tw, y + th, bg);
-        for (i, ch) in chars.iter().enumerate() {
-            let glyph = font8x8::legacy::BASIC_LEGACY
-                .get(*ch as usize)
-                .or_else(|| font8x8::legacy::BASIC_LEGACY.get(usize::from(b'?')))
-                .copied()
-                .unwrap_or([0; 8]);
-            for (row, bits) in glyph.iter().enumerate() {
-                for col in 0..8 {
-                    if bits & (1 << col) != 0 {
-                        let px = x + s + (i as i64 * 8 + col) * s;
-                        let py = y + s + row as i64 * s;
-                        self.fill(px, py, px + s, py + s, fg);
-                    }
-                }
-            }
-        }
+        crate::annotate::glyphs(chars.iter().copied(), x + s, y + s, s, |px, py| {
+            self.fill(px, py, px + s, py + s, fg)
+        });
     }
 
     /// Top-left corner for a label next to a normalised point.

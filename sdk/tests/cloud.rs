@@ -299,6 +299,24 @@ fn azure_twin_methods_and_telemetry_drive_a_running_camera() {
         later.iter().all(|e| e["type"] == json!("line_crossed")),
         "other event types after the filter: {later:?}"
     );
+    // removing the desired publish settings goes back to the config file's
+    let p = hub.service().patch_desired(json!({"publish": null}));
+    let reported = hub
+        .service()
+        .wait_reported(Duration::from_secs(20), |r| {
+            r.pointer("/publish_status/version") == Some(&json!(p))
+        })
+        .unwrap_or_else(|| panic!("publish removal not reported\n{}", run.stderr()));
+    assert_eq!(
+        reported["publish"]["health_interval_s"],
+        json!(1),
+        "{reported}"
+    );
+    assert_eq!(
+        reported["publish"]["event_types"].as_array().map(Vec::len),
+        Some(5),
+        "{reported}"
+    );
 
     // direct methods
     let svc = hub.service();
@@ -333,6 +351,14 @@ fn azure_twin_methods_and_telemetry_drive_a_running_camera() {
         body["error"].as_str().unwrap().contains("same point"),
         "{body}"
     );
+    // the refusal is in the twin too, and the rules in effect did not change
+    let reported = svc
+        .wait_reported(Duration::from_secs(10), |r| {
+            r.pointer("/rules_status/source") == Some(&json!("method"))
+        })
+        .unwrap_or_else(|| panic!("set_rules not reported\n{}", run.stderr()));
+    assert_eq!(reported["rules_status"]["code"], json!(400), "{reported}");
+    assert_eq!(reported["rules"]["line"], walkway()["line"]);
     let (status, body) = svc
         .call_method("snapshot", Value::Null, Duration::from_secs(15))
         .unwrap();

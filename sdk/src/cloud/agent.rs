@@ -142,12 +142,15 @@ pub struct Agent {
     rid: u64,
     twin_get: Option<String>,
     c2d: u64,
+    /// The config file's health interval (what a removed desired `publish` goes back to).
+    file_health_interval: Duration,
 }
 
 impl Agent {
     /// An agent with the config file's rules in effect.
     pub fn new(setup: AgentSetup) -> Agent {
         let rules = setup.file_rules.clone();
+        let file_health_interval = setup.live.health_interval();
         let rules_value = crate::config::rules_to_json(&rules);
         let publish_value = json!({
             "health_interval_s": setup.live.health_interval().as_secs(),
@@ -168,6 +171,7 @@ impl Agent {
             rid: 0,
             twin_get: None,
             c2d: 0,
+            file_health_interval,
         }
     }
 
@@ -254,6 +258,10 @@ impl Agent {
                 }
                 tracing::info!("direct method {name}: status {status}");
                 publisher.send(&azure::method_response_topic(status, &rid), bytes);
+                if name == "set_rules" {
+                    // what runs now, and how the change went, in the twin too
+                    self.report(publisher);
+                }
             }
             Some(azure::Inbound::CloudToDevice { properties }) => {
                 self.c2d += 1;
@@ -331,12 +339,10 @@ impl Agent {
             match publish_settings(&value) {
                 Ok((interval, mask)) => {
                     let live = &self.setup.live;
-                    live.health_interval_ms.store(
-                        interval
-                            .map(|d| d.as_millis() as u64)
-                            .unwrap_or(live.health_interval_ms.load(Ordering::Relaxed)),
-                        Ordering::Relaxed,
-                    );
+                    // what is not given goes back to the config file's setting
+                    let interval = interval.unwrap_or(self.file_health_interval);
+                    live.health_interval_ms
+                        .store(interval.as_millis() as u64, Ordering::Relaxed);
                     live.event_mask
                         .store(mask.unwrap_or(ALL_TYPES), Ordering::Relaxed);
                     self.publish_value = if value.as_object().is_some_and(|o| !o.is_empty()) {

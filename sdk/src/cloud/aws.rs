@@ -56,5 +56,28 @@ pub fn template_problem(template: &str) -> Option<String> {
     if filled.split('/').any(str::is_empty) {
         return Some("has an empty level (a leading, trailing or double `/`)".into());
     }
+    if filled.matches('/').count() > MAX_SLASHES {
+        return Some(format!(
+            "has more than {MAX_SLASHES} `/` (AWS IoT Core allows at most {MAX_SLASHES} in a topic)"
+        ));
+    }
     None
+}
+
+/// Most `/` AWS IoT Core allows in a topic.
+pub const MAX_SLASHES: usize = 7;
+
+/// What is wrong with a thing or shadow name, if anything: AWS allows 1 to `max` of
+/// `a-z A-Z 0-9 : _ -` (no `.`).
+pub fn name_problem(name: &str, max: usize) -> Option<String> {
+    if name.is_empty() || name.len() > max {
+        return Some(format!("must be 1 to {max} characters"));
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-')))
+        .map(|c| {
+            format!(
+                "contains {c:?}; AWS IoT allows letters, digits, ':', '_' and '-' in thing and shadow names"
+            )
+        })
 }

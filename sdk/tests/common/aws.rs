@@ -21,69 +21,14 @@ use super::tls::Pki;
 /// The CN (and so the user name) of the service client, which may read and write everything.
 pub const SERVICE_CN: &str = "aws-service";
 
-const LEAF_CLIENT: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is needed by the TLS tests (Debian: openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A client certificate `{name}.pem` / `{name}.key` in the PKI's directory with the subject
 /// `CN={cn}`, signed by the PKI's CA (`ca.pem` / `ca.key`), made with the openssl CLI as
 /// [`Pki::create`] makes its own.
 pub fn make_client_cert(pki: &Pki, name: &str, cn: &str, serial: u32) -> (PathBuf, PathBuf) {
-    let dir = pki.dir.as_path();
-    std::fs::write(dir.join(format!("{name}.ext")), LEAF_CLIENT).expect("write ext");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            &serial.to_string(),
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.pem"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
+    super::tls::make_leaf(&pki.dir, name, serial, "ca", cn, super::tls::LEAF_CLIENT);
     (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
+        pki.dir.join(format!("{name}.pem")),
+        pki.dir.join(format!("{name}.key")),
     )
 }
 

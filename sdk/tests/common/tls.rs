@@ -16,7 +16,7 @@ pub const USER: &str = "ocellus-test";
 /// Its password.
 pub const PASSWORD: &str = "pw-7Hq2-not-a-real-secret";
 
-const LEAF_CLIENT: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n";
+pub const LEAF_CLIENT: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n";
 const LEAF_SERVER: &str = "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n";
 
 /// The files of the throw-away PKI, all PEM, in `dir`.
@@ -78,7 +78,7 @@ fn make_ca(dir: &Path, name: &str, cn: &str) {
 }
 
 /// A leaf `name.pem` / `name.key` signed by the CA `ca`, with the extensions `ext`.
-fn make_leaf(dir: &Path, name: &str, serial: u32, ca: &str, cn: &str, ext: &str) {
+pub fn make_leaf(dir: &Path, name: &str, serial: u32, ca: &str, cn: &str, ext: &str) {
     std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
     openssl(
         dir,
