@@ -104,6 +104,31 @@ pub fn draw(frame: RgbFrame, detections: &[Detection]) -> Canvas {
     c
 }
 
+/// The 8x8 font's set pixels of `chars` written from `(x, y)` at scale `s`: `dot(px, py)` for the
+/// top-left corner of each `s`×`s` dot. Characters the font lacks are drawn as `?`.
+pub(crate) fn glyphs(
+    chars: impl Iterator<Item = char>,
+    x: i64,
+    y: i64,
+    s: i64,
+    mut dot: impl FnMut(i64, i64),
+) {
+    for (i, ch) in chars.enumerate() {
+        let glyph = font8x8::legacy::BASIC_LEGACY
+            .get(ch as usize)
+            .or_else(|| font8x8::legacy::BASIC_LEGACY.get(usize::from(b'?')))
+            .copied()
+            .unwrap_or([0; 8]);
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) != 0 {
+                    dot(x + (i as i64 * 8 + col) * s, y + row as i64 * s);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,30 +155,5 @@ mod tests {
         // the label sits above the box
         assert!((40..50).any(|y| (20..80).any(|x| px(x, y) == PALETTE[1])));
         Ok(())
-    }
-}
-
-/// The 8x8 font's set pixels of `chars` written from `(x, y)` at scale `s`: `dot(px, py)` for the
-/// top-left corner of each `s`×`s` dot. Characters the font lacks are drawn as `?`.
-pub(crate) fn glyphs(
-    chars: impl Iterator<Item = char>,
-    x: i64,
-    y: i64,
-    s: i64,
-    mut dot: impl FnMut(i64, i64),
-) {
-    for (i, ch) in chars.enumerate() {
-        let glyph = font8x8::legacy::BASIC_LEGACY
-            .get(ch as usize)
-            .or_else(|| font8x8::legacy::BASIC_LEGACY.get(usize::from(b'?')))
-            .copied()
-            .unwrap_or([0; 8]);
-        for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..8 {
-                if bits & (1 << col) != 0 {
-                    dot(x + (i as i64 * 8 + col) * s, y + row as i64 * s);
-                }
-            }
-        }
     }
 }

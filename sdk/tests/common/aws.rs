@@ -7,8 +7,7 @@
 //! level explicitly (`#` and `+` at the first level do not match `$` topics), in ACLs too.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
