@@ -81,3 +81,54 @@ pub fn name_problem(name: &str, max: usize) -> Option<String> {
             )
         })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_topics_and_subscriptions() {
+        assert_eq!(
+            shadow_topic("door-1", "ocellus", "update"),
+            "$aws/things/door-1/shadow/name/ocellus/update"
+        );
+        let subs = subscriptions("door-1", "counting");
+        assert_eq!(subs.len(), 4);
+        assert!(subs.contains(&"$aws/things/door-1/shadow/name/counting/update/delta".to_owned()));
+        assert!(subs.contains(&"$aws/things/door-1/shadow/name/counting/get/accepted".to_owned()));
+    }
+
+    #[test]
+    fn templates_are_filled_and_checked() {
+        assert_eq!(
+            fill("dt/{thing}/{device}/{type}", "t1", "cam", "dwell"),
+            "dt/t1/cam/dwell"
+        );
+        assert_eq!(template_problem("ocellus/{thing}/events/{type}"), None);
+        assert_eq!(template_problem("a/b/c/d/e/f/g/{type}"), None);
+        for bad in [
+            "",
+            "a/b/c/d/e/f/g/h/{type}",
+            "x/{kind}",
+            "$aws/x",
+            "a/+/b",
+            "a//b",
+            "/a",
+        ] {
+            assert!(template_problem(bad).is_some(), "{bad:?} was accepted");
+        }
+        assert!(template_problem(&"x".repeat(257)).is_some());
+    }
+
+    #[test]
+    fn names_follow_aws() {
+        for ok in ["door-1", "shop:7_door", "A"] {
+            assert_eq!(name_problem(ok, 128), None, "{ok}");
+        }
+        for bad in ["", "shop.7", "a/b", "a b", "é"] {
+            assert!(name_problem(bad, 128).is_some(), "{bad:?} was accepted");
+        }
+        assert!(name_problem(&"a".repeat(65), 64).is_some());
+    }
+}

@@ -204,3 +204,105 @@ impl Profile {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        let re = crate::rules::RuleEvent {
+            rule: Arc::from("door"),
+            frame: 1,
+            track: Some(3),
+            label: Some(Arc::from("person")),
+            score: Some(0.9),
+            bbox: Some([0.1, 0.1, 0.2, 0.3]),
+            kind: crate::rules::RuleEventKind::ZoneEntered,
+        };
+        Event::from_rule(&Arc::from("cam"), SystemTime::now(), &re)
+    }
+
+    fn azure() -> Profile {
+        Profile::Azure(Arc::new(AzureProfile {
+            connection: azure::ConnectionString::parse(
+                "HostName=h.azure-devices.net;DeviceId=cam;SharedAccessKey=c2VjcmV0LWtleS1mb3Itb2NlbGx1cy10ZXN0cy0zMmI=",
+            )
+            .unwrap(),
+            sas_ttl: Duration::from_secs(60),
+        }))
+    }
+
+    #[test]
+    fn each_profile_routes_events_status_and_health() {
+        let e = event();
+        assert_eq!(
+            Profile::Generic.event_topic("shop", &e),
+            "shop/cam/events/zone_entered"
+        );
+        let w = Profile::Generic.wire("shop", "cam");
+        assert_eq!(
+            (w.status_topic.as_str(), w.status_retain),
+            ("shop/cam/status", true)
+        );
+        assert_eq!(w.health, HealthRoute::Retained("shop/cam/health".into()));
+        assert!(w.subscriptions.is_empty());
+
+        let az = azure();
+        assert_eq!(
+            az.event_topic("ignored", &e),
+            format!(
+                "devices/cam/messages/events/%24.mid={}&%24.ct=application%2Fjson&%24.ce=utf-8&type=zone_entered&schema=ocellus.event%2F1",
+                e.id
+            )
+        );
+        let w = az.wire("ignored", "cam");
+        assert!(!w.status_retain, "IoT Hub keeps no retained messages");
+        assert!(
+            w.status_topic.ends_with("type=status"),
+            "{}",
+            w.status_topic
+        );
+        assert_eq!(w.health, HealthRoute::AzureReported);
+        assert!(
+            w.subscriptions
+                .iter()
+                .any(|s| s == "$iothub/methods/POST/#")
+        );
+
+        let aws = Profile::Aws(Arc::new(AwsProfile {
+            thing: "door-1".into(),
+            telemetry_topic: "dt/{thing}/{type}".into(),
+            shadow: "counting".into(),
+        }));
+        assert_eq!(aws.event_topic("ignored", &e), "dt/door-1/zone_entered");
+        let w = aws.wire("ignored", "cam");
+        assert_eq!(w.status_topic, "ocellus/door-1/status");
+        assert_eq!(
+            w.health,
+            HealthRoute::AwsShadow("$aws/things/door-1/shadow/name/counting/update".into())
+        );
+    }
+
+    #[test]
+    fn sas_tokens_are_fresh_and_renewed_at_three_quarters() {
+        let sas = azure().sas().unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (token, renew) = sas.token();
+        let se: u64 = token.rsplit("se=").next().unwrap().parse().unwrap();
+        assert!((now + 59..=now + 61).contains(&se), "{token}");
+        assert!(
+            token.starts_with("SharedAccessSignature sr=h.azure-devices.net%2Fdevices%2Fcam&sig=")
+        );
+        let left = renew.saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(44) && left <= Duration::from_secs(45),
+            "{left:?}"
+        );
+        assert!(Profile::Generic.sas().is_none());
+        assert!(!format!("{sas:?}").contains("c2VjcmV0"), "the key in Debug");
+    }
+}
