@@ -450,6 +450,19 @@ fn snapshots_are_refused_unless_the_config_allows_them() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// `ocellus run` with `cfg` must fail at start-up (exit 2); its stderr.
+fn start_up_error(cfg: &Path) -> String {
+    let out = common::bin()
+        .arg("run")
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_wrong_key_is_a_clear_start_up_error() {
     let device = "cam-az-3";
@@ -468,14 +481,7 @@ fn a_wrong_key_is_a_clear_start_up_error() {
             hub.ca_file().display()
         ),
     );
-    let out = common::bin()
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = start_up_error(&cfg);
     assert!(stderr.contains("IoT Hub refused the device"), "{stderr}");
     assert!(stderr.contains("cloud.connection_string"), "{stderr}");
     assert!(
@@ -659,14 +665,7 @@ fn aws_refuses_a_certificate_it_does_not_trust() {
             key.display()
         ),
     );
-    let out = common::bin()
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = start_up_error(&cfg);
     assert!(stderr.contains("cloud.client_cert"), "{stderr}");
 }
 
