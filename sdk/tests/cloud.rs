@@ -705,3 +705,44 @@ fn the_example_configs_check_out() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_x509_azure_device_connects_with_its_certificate_and_no_token() {
+    let device = "cam-az-x509";
+    let hub = Hub::start_x509(device);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = hub.device_cert();
+    let section = |cert: &Path, key: &Path| {
+        format!(
+            "kind = \"azure-iot-hub\"\nconnection_string = \"{}\"\nendpoint = \"{}\"\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+            hub.connection_string(),
+            hub.endpoint(),
+            hub.ca_file().display(),
+            cert.display(),
+            key.display()
+        )
+    };
+    let cfg = config(dir.path(), device, &section(&cert, &key));
+    let run = Run::start(&cfg, &[]);
+    hub.service()
+        .wait_reported(Duration::from_secs(60), |r| r["device"] == json!(device))
+        .unwrap_or_else(|| panic!("no reported state\n{}\n{}", run.stderr(), hub.log()));
+    let (code, stderr) = run.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    let connects = hub.connects();
+    assert!(
+        connects.iter().any(|c| c.accepted
+            && c.client_cert_cn.as_deref() == Some(device)
+            && !c.password_present
+            && c.token_expiry.is_none()),
+        "{connects:?}"
+    );
+    // another device's certificate: refused, and the message says which key to check
+    let (other_cert, other_key) = hub.other_device_cert();
+    let cfg = config(dir.path(), device, &section(&other_cert, &other_key));
+    let stderr = start_up_error(&cfg);
+    assert!(
+        stderr.contains("refused the device's certificate") && stderr.contains("cloud.client_cert"),
+        "{stderr}"
+    );
+}

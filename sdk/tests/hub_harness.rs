@@ -1,6 +1,6 @@
-//! Self-tests of the cloud stand-ins in `common::hub` (Azure IoT Hub) and `common::aws` (AWS IoT
-//! Core), with rumqttc as the device and SAS tokens computed by python3, independently of the
-//! harness's own HMAC code.
+//! Self-tests of the cloud stand-ins in `common::hub` (Azure IoT Hub, SAS and X.509 modes) and
+//! `common::aws` (AWS IoT Core), with rumqttc as the device, SAS tokens computed by python3
+//! independently of the harness's own HMAC code, and certificate CNs checked against openssl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::aws::AwsIot;
 use common::hub::{
-    self, API_VERSION, Frame, HUB_HOST, Hub, client_config, connect_packet, mqtt_options,
+    self, API_VERSION, AuthMode, Frame, HUB_HOST, Hub, client_config, connect_packet, mqtt_options,
     parse_connect, unix_now,
 };
 use rumqttc::QoS;
@@ -300,6 +300,9 @@ fn azure_twin_methods_c2d_and_telemetry() {
     assert_eq!(recs[0].protocol_level, 4);
     assert_eq!(recs[0].token_expiry, Some(se));
     assert!(!recs[0].closed_for_expiry);
+    assert!(recs[0].password_present);
+    assert_eq!(recs[0].client_cert_cn, None);
+    assert_eq!(hub.mode(), AuthMode::Sas);
 
     let codes = dev.subscribe(&[
         "$iothub/twin/res/#",
@@ -684,6 +687,240 @@ fn azure_dropping_the_hub_stops_everything() {
     assert!(TcpStream::connect(("127.0.0.1", front)).is_err());
     assert!(TcpStream::connect(("127.0.0.1", broker)).is_err());
     eprintln!("hub dropped in {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Azure IoT Hub, X.509 (CA-signed certificate) authentication
+
+/// A device played by rumqttc over TLS with an optional client certificate; an empty `pass`
+/// sends no password (rumqttc leaves the flag off).
+fn x509_device(
+    hub: &Hub,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+    cert: Option<(&Path, &Path)>,
+) -> Device {
+    let mut o = mqtt_options(
+        client_id,
+        hub.front_port(),
+        client_config(&hub.ca_file(), cert),
+    );
+    o.set_credentials(user, pass);
+    Device::start(o)
+}
+
+/// The subject CN as openssl prints it (RFC 2253), not via the harness's DER walk.
+fn openssl_cn(cert: &Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{out:?}");
+    let s = String::from_utf8(out.stdout).unwrap();
+    s.trim()
+        .strip_prefix("subject=")
+        .and_then(|s| s.strip_prefix("CN="))
+        .unwrap_or_else(|| panic!("subject {s:?}"))
+        .to_owned()
+}
+
+#[test]
+fn azure_x509_subject_cn_agrees_with_openssl() {
+    let hub = Hub::start_x509("cam-01");
+    let (dev, _) = hub.device_cert();
+    let (other, _) = hub.other_device_cert();
+    let pki = hub.pki();
+    for (cert, want) in [
+        (dev.as_path(), "cam-01"),
+        (other.as_path(), "someone-else"),
+        (pki.ca.as_path(), "ocellus test CA"),
+        (pki.server_cert.as_path(), "localhost"),
+    ] {
+        assert_eq!(openssl_cn(cert), want, "{}", cert.display());
+        assert_eq!(
+            hub::subject_cn(&hub::load_certs(cert)[0]).as_deref(),
+            Ok(want),
+            "{}",
+            cert.display()
+        );
+    }
+    // the same files each time
+    assert_eq!(hub.device_cert().0, dev);
+    assert_eq!(hub.other_device_cert().0, other);
+    // garbage and truncation are errors, not panics
+    let der = hub::load_certs(&dev)[0].as_ref().to_vec();
+    for cut in 0..der.len() {
+        let _ = hub::subject_cn(&der[..cut]);
+    }
+    assert!(hub::subject_cn(&der[..der.len() / 2]).is_err());
+    assert!(hub::subject_cn(b"\x30\x84\xff\xff\xff\xff").is_err());
+}
+
+#[test]
+fn azure_x509_right_certificate_connects_and_twin_get_round_trips() {
+    let hub = Hub::start_x509("cam-01");
+    assert_eq!(hub.mode(), AuthMode::X509);
+    assert_eq!(
+        hub.connection_string(),
+        format!("HostName={HUB_HOST};DeviceId=cam-01;x509=true")
+    );
+    let (cert, key) = hub.device_cert();
+    let dev = x509_device(&hub, "cam-01", &user_for("cam-01"), "", Some((&cert, &key)));
+    dev.connack().unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{}",
+            hub.log()
+        )
+    });
+    let recs = hub.connects();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    assert!(r.accepted, "{r:?}");
+    assert_eq!(r.client_id, "cam-01");
+    assert_eq!(r.username, user_for("cam-01"));
+    assert_eq!(r.protocol_level, 4);
+    assert!(!r.password_present, "{r:?}");
+    assert_eq!(r.client_cert_cn.as_deref(), Some("cam-01"));
+    assert_eq!(r.token_expiry, None);
+
+    let codes = dev.subscribe(&["$iothub/twin/res/#"]);
+    assert!(ok_codes(&codes), "{codes:?}");
+    let svc = hub.service();
+    svc.set_desired(json!({"fps": 12}));
+    dev.publish("$iothub/twin/GET/?$rid=7", "");
+    let (_, twin) = dev.wait_json(|t| t == "$iothub/twin/res/200/?$rid=7");
+    assert_eq!(twin["desired"], json!({"fps": 12, "$version": 2}));
+    assert_eq!(twin["reported"]["$version"], 1, "{twin}");
+    assert_eq!(svc.twin_gets(), 1);
+    dev.publish(
+        "$iothub/twin/PATCH/properties/reported/?$rid=8",
+        r#"{"auth": "x509"}"#,
+    );
+    dev.wait_publish(|t| t == "$iothub/twin/res/204/?$rid=8&$version=2")
+        .expect("204 for rid 8");
+    assert_eq!(svc.reported(), json!({"auth": "x509", "$version": 2}));
+    // no token: nothing cuts the connection
+    assert!(dev.dropped(Duration::from_millis(300)).is_none());
+    drop(dev);
+
+    // a password (here an expired SAS token) is ignored, not refused
+    let stale = "SharedAccessSignature sr=x&sig=y&se=1";
+    let dev = x509_device(
+        &hub,
+        "cam-01",
+        &user_for("cam-01"),
+        stale,
+        Some((&cert, &key)),
+    );
+    dev.connack().unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{}",
+            hub.log()
+        )
+    });
+    let recs = hub.connects();
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert!(recs[1].accepted && recs[1].password_present, "{recs:?}");
+    assert_eq!(recs[1].token_expiry, None);
+    assert!(hub.tls_failures().is_empty(), "{:?}", hub.tls_failures());
+}
+
+#[test]
+fn azure_x509_refuses_another_devices_certificate_with_connack_5() {
+    let hub = Hub::start_x509("cam-01");
+    let (cert, key) = hub.other_device_cert();
+    let dev = x509_device(&hub, "cam-01", &user_for("cam-01"), "", Some((&cert, &key)));
+    let e = dev
+        .connack()
+        .expect_err("another device's certificate was accepted");
+    assert!(e.contains("NotAuthorized"), "{e}");
+    let recs = hub.connects();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    assert!(!r.accepted, "{r:?}");
+    assert!(r.reason.contains("certificate CN"), "{}", r.reason);
+    assert!(r.reason.contains("someone-else"), "{}", r.reason);
+    assert_eq!(r.client_cert_cn.as_deref(), Some("someone-else"));
+    drop(dev);
+
+    // the right certificate with the wrong client id or user name: refused as in SAS mode
+    let (cert, key) = hub.device_cert();
+    let e = x509_device(&hub, "cam-02", &user_for("cam-02"), "", Some((&cert, &key)))
+        .connack()
+        .expect_err("another client id was accepted");
+    assert!(e.contains("BadClientId"), "{e}");
+    let e = x509_device(
+        &hub,
+        "cam-01",
+        &format!("{HUB_HOST}/cam-01/"),
+        "",
+        Some((&cert, &key)),
+    )
+    .connack()
+    .expect_err("a user name without the API version was accepted");
+    assert!(e.contains("BadUserNamePassword"), "{e}");
+    let recs = hub.connects();
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    assert!(recs.iter().all(|r| !r.accepted), "{recs:?}");
+    // every handshake succeeded: the refusals are MQTT's
+    assert!(hub.tls_failures().is_empty(), "{:?}", hub.tls_failures());
+}
+
+#[test]
+fn azure_x509_without_a_trusted_client_certificate_fails_the_handshake() {
+    let hub = Hub::start_x509("cam-01");
+    // no certificate, even with a SAS token that SAS mode would take
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode(hub.key());
+    let token = sas_token("cam-01", &key, now() + 3600);
+    let e = x509_device(&hub, "cam-01", &user_for("cam-01"), &token, None)
+        .connack()
+        .expect_err("a client without a certificate was accepted");
+    assert!(!e.contains("ConnectionRefused"), "{e}");
+    eprintln!("no certificate: {e}");
+    // a certificate from another CA, CN and all
+    let pki = hub.pki();
+    let untrusted = (
+        pki.untrusted_client_cert.as_path(),
+        pki.untrusted_client_key.as_path(),
+    );
+    let e = x509_device(&hub, "cam-01", &user_for("cam-01"), "", Some(untrusted))
+        .connack()
+        .expect_err("an untrusted certificate was accepted");
+    assert!(!e.contains("ConnectionRefused"), "{e}");
+    eprintln!("untrusted certificate: {e}");
+    let fails = hub::poll_until(T, || {
+        let f = hub.tls_failures();
+        (f.len() >= 2).then_some(f)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{:?}
+{}",
+            hub.tls_failures(),
+            hub.log()
+        )
+    });
+    eprintln!("front: {fails:#?}");
+    assert_eq!(fails.len(), 2, "{fails:?}");
+    assert!(hub.connects().is_empty(), "{:?}", hub.connects());
+    // the right certificate still works
+    let (cert, key) = hub.device_cert();
+    x509_device(&hub, "cam-01", &user_for("cam-01"), "", Some((&cert, &key)))
+        .connack()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}
+{}",
+                hub.log()
+            )
+        });
+    assert_eq!(hub.connects().len(), 1);
+    assert!(hub.connects()[0].accepted);
 }
 
 // ---------------------------------------------------------------------------------------------

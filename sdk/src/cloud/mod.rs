@@ -186,6 +186,18 @@ impl Profile {
     pub(crate) fn reword(&self, p: crate::transport::Problem) -> crate::transport::Problem {
         match self {
             Profile::Generic => p,
+            Profile::Azure(a)
+                if a.connection.x509
+                    && p.permanent
+                    && (p.message.contains("user name or password")
+                        || p.message.contains("not authorized")
+                        || p.message.contains("client id")) =>
+            {
+                crate::transport::Problem {
+                    message: "IoT Hub refused the device's certificate: check `cloud.client_cert` (an X.509 device's certificate must be the one registered for it, or for a CA-signed device have the DeviceId as its subject CN) and `cloud.connection_string` (HostName, DeviceId), and that the device exists and is enabled".into(),
+                    permanent: true,
+                }
+            }
             Profile::Azure(_)
                 if p.permanent
                     && (p.message.contains("user name or password")

@@ -1,7 +1,8 @@
 //! A local stand-in for Azure IoT Hub: a real mosquitto (TLS) behind a "front" that plays IoT
-//! Hub's authentication (the SAS token in the MQTT CONNECT), relays accepted connections to
-//! mosquitto and cuts them off when their token expires, plus a [`Service`] that plays the hub's
-//! side of the device twin, direct methods, telemetry and cloud-to-device messages.
+//! Hub's authentication (the SAS token in the MQTT CONNECT, or, in X.509 mode, a client
+//! certificate whose subject CN is the device id), relays accepted connections to mosquitto and
+//! cuts them off when their token expires, plus a [`Service`] that plays the hub's side of the
+//! device twin, direct methods, telemetry and cloud-to-device messages.
 //!
 //! mosquitto 2.0.11 routes `$iothub/...` topics like any other: clients may publish to them and a
 //! subscription that names the `$iothub` level explicitly (`$iothub/twin/res/#`, `$iothub/#`)
@@ -75,6 +76,28 @@ pub fn client_config(ca: &Path, client: Option<(&Path, &Path)>) -> Arc<rustls::C
             .expect("client certificate and key"),
         None => b.with_no_client_auth(),
     })
+}
+
+/// A server configuration that REQUIRES a client certificate chaining to `ca` (webpki client
+/// verifier: chain, validity, clientAuth EKU); a client with none, or an untrusted one, fails
+/// the handshake.
+pub fn server_config_client_auth(cert: &Path, key: &Path, ca: &Path) -> Arc<rustls::ServerConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca) {
+        roots.add(c).expect("CA certificate");
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .expect("client certificate verifier");
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(load_certs(cert), load_key(key))
+            .expect("server certificate and key"),
+    )
 }
 
 pub fn server_config(cert: &Path, key: &Path) -> Arc<rustls::ServerConfig> {
@@ -335,11 +358,29 @@ pub struct ConnectRecord {
     pub at: SystemTime,
     /// The front cut the connection because the token's `se` passed.
     pub closed_for_expiry: bool,
+    /// The CONNECT carried a password (set in both modes; in X.509 mode any or none is fine).
+    pub password_present: bool,
+    /// The subject CN of the verified client certificate (X.509 mode; `None` in SAS mode or
+    /// when it could not be read).
+    pub client_cert_cn: Option<String>,
+}
+
+/// How the front authenticates devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A SAS token in the CONNECT's password; no client certificate.
+    Sas,
+    /// X.509 CA authentication: a client certificate chaining to the hub's CA is required in
+    /// the TLS handshake and its subject CN must be the device id; the password is ignored.
+    X509,
 }
 
 pub struct Hub {
     device: String,
     key: Vec<u8>,
+    mode: AuthMode,
+    /// Serialises the making of device certificates ([`Hub::device_cert`]).
+    certs: Mutex<()>,
     front: Front,
     service: Service,
     pki: Pki,
@@ -351,6 +392,20 @@ impl Hub {
     /// Start mosquitto (TLS listener on a free port, server certificate from a fresh [`Pki`],
     /// anonymous clients allowed) and the front, and connect the [`Service`].
     pub fn start(device_id: &str) -> Hub {
+        Hub::start_mode(device_id, AuthMode::Sas)
+    }
+
+    /// Like [`Hub::start`], but devices authenticate with X.509 (CA-signed) certificates: the
+    /// front's TLS requires a client certificate chaining to the [`Pki`]'s CA, the subject CN of
+    /// that certificate (read from its DER, see [`subject_cn`]) must be the device id (else
+    /// CONNACK 5), the CONNECT still needs the right client id and user name, any password or
+    /// none is accepted, and there is no token to expire. Certificates: [`Hub::device_cert`],
+    /// [`Hub::other_device_cert`].
+    pub fn start_x509(device_id: &str) -> Hub {
+        Hub::start_mode(device_id, AuthMode::X509)
+    }
+
+    fn start_mode(device_id: &str, mode: AuthMode) -> Hub {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::create(dir.path());
         let (ca, cert, key) = (
@@ -371,10 +426,15 @@ impl Hub {
         let mut hub_key = vec![0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut hub_key)
             .expect("random key");
+        let server = match mode {
+            AuthMode::Sas => server_config(&pki.server_cert, &pki.server_key),
+            AuthMode::X509 => server_config_client_auth(&pki.server_cert, &pki.server_key, &pki.ca),
+        };
         let front = Front::start(FrontConfig {
             device: device_id.to_owned(),
             key: hub_key.clone(),
-            server: server_config(&pki.server_cert, &pki.server_key),
+            mode,
+            server,
             upstream: client_config(&pki.ca, None),
             broker_port: mosquitto.port,
         });
@@ -382,6 +442,8 @@ impl Hub {
         Hub {
             device: device_id.to_owned(),
             key: hub_key,
+            mode,
+            certs: Mutex::new(()),
             front,
             service,
             pki,
@@ -393,17 +455,51 @@ impl Hub {
         &self.device
     }
 
-    /// `HostName=…;DeviceId=…;SharedAccessKey=…` for the device.
+    /// `HostName=…;DeviceId=…;SharedAccessKey=…` for the device; in X.509 mode
+    /// `HostName=…;DeviceId=…;x509=true`.
     pub fn connection_string(&self) -> String {
-        format!(
-            "HostName={HUB_HOST};DeviceId={};SharedAccessKey={}",
-            self.device,
-            base64::engine::general_purpose::STANDARD.encode(&self.key)
-        )
+        match self.mode {
+            AuthMode::Sas => format!(
+                "HostName={HUB_HOST};DeviceId={};SharedAccessKey={}",
+                self.device,
+                base64::engine::general_purpose::STANDARD.encode(&self.key)
+            ),
+            AuthMode::X509 => format!("HostName={HUB_HOST};DeviceId={};x509=true", self.device),
+        }
     }
 
+    /// The device's shared access key (made in both modes; the front checks tokens signed with
+    /// it only in SAS mode).
     pub fn key(&self) -> Vec<u8> {
         self.key.clone()
+    }
+
+    pub fn mode(&self) -> AuthMode {
+        self.mode
+    }
+
+    /// A device certificate and its key (PEM paths): CN = the device id, signed by the
+    /// [`Pki`]'s CA, clientAuth EKU. Made on first use (in either mode), then the same files.
+    pub fn device_cert(&self) -> (PathBuf, PathBuf) {
+        self.cert_for("hub-device", 4001, &self.device)
+    }
+
+    /// A valid certificate of the same CA for another device, CN `someone-else`.
+    pub fn other_device_cert(&self) -> (PathBuf, PathBuf) {
+        self.cert_for("hub-other-device", 4002, "someone-else")
+    }
+
+    fn cert_for(&self, name: &str, serial: u32, cn: &str) -> (PathBuf, PathBuf) {
+        let _one_at_a_time = self.certs.lock().unwrap();
+        let dir = &self.pki.dir;
+        let (cert, key) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        if !(cert.is_file() && key.is_file()) {
+            super::tls::make_leaf(dir, name, serial, "ca", cn, super::tls::LEAF_CLIENT);
+        }
+        (cert, key)
     }
 
     /// `mqtts://127.0.0.1:{front port}`: where the device connects (the front, not mosquitto).
@@ -434,6 +530,13 @@ impl Hub {
         self.front.shared.records.lock().unwrap().clone()
     }
 
+    /// Connections whose TLS handshake the front failed (no or an untrusted client certificate
+    /// in X.509 mode, …), in order: `"{peer}: {error}"`. They never reach
+    /// [`Hub::connects`].
+    pub fn tls_failures(&self) -> Vec<String> {
+        self.front.shared.tls_failures.lock().unwrap().clone()
+    }
+
     /// The hub's service side, connected to mosquitto.
     pub fn service(&self) -> &Service {
         &self.service
@@ -462,6 +565,7 @@ impl Drop for Hub {
 struct FrontConfig {
     device: String,
     key: Vec<u8>,
+    mode: AuthMode,
     server: Arc<rustls::ServerConfig>,
     upstream: Arc<rustls::ClientConfig>,
     broker_port: u16,
@@ -471,6 +575,7 @@ struct FrontShared {
     cfg: FrontConfig,
     stop: AtomicBool,
     records: Mutex<Vec<ConnectRecord>>,
+    tls_failures: Mutex<Vec<String>>,
     notes: Mutex<String>,
 }
 
@@ -498,6 +603,7 @@ impl Front {
             cfg,
             stop: AtomicBool::new(false),
             records: Mutex::new(Vec::new()),
+            tls_failures: Mutex::new(Vec::new()),
             notes: Mutex::new(String::new()),
         });
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
@@ -509,7 +615,7 @@ impl Front {
                         Ok((tcp, peer)) => {
                             let s = shared.clone();
                             let h = std::thread::spawn(move || {
-                                let r = serve(&s, tcp);
+                                let r = serve(&s, tcp, peer);
                                 s.note(&format!("{peer}: {r}"));
                             });
                             let mut c = conns.lock().unwrap();
@@ -649,7 +755,7 @@ impl Side {
 }
 
 /// Serve one device connection; the result is a note for the log.
-fn serve(shared: &FrontShared, tcp: TcpStream) -> String {
+fn serve(shared: &FrontShared, tcp: TcpStream, peer: std::net::SocketAddr) -> String {
     let tls = match rustls::ServerConnection::new(shared.cfg.server.clone()) {
         Ok(t) => t,
         Err(e) => return format!("TLS set-up: {e}"),
@@ -678,9 +784,27 @@ fn serve(shared: &FrontShared, tcp: TcpStream) -> String {
             .and_then(|a| dev.flush().map(|b| a || b))
         {
             Ok(p) => p,
-            Err(e) => return format!("before CONNECT: {e}"),
+            Err(e) => {
+                if dev.tls.is_handshaking() {
+                    let why = format!("TLS handshake: {e}");
+                    shared
+                        .tls_failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{peer}: {e}"));
+                    return why;
+                }
+                return format!("before CONNECT: {e}");
+            }
         };
         if dev.closed && connect_packet(&inbuf) == Frame::Incomplete {
+            if dev.tls.is_handshaking() {
+                shared
+                    .tls_failures
+                    .lock()
+                    .unwrap()
+                    .push(format!("{peer}: closed during the handshake"));
+            }
             return "closed before a complete CONNECT".into();
         }
         if !progress {
@@ -696,11 +820,24 @@ fn serve(shared: &FrontShared, tcp: TcpStream) -> String {
         reason: String::new(),
         at: SystemTime::now(),
         closed_for_expiry: false,
+        password_present: false,
+        client_cert_cn: None,
     };
+    // X.509 mode: the end-entity certificate rustls verified in the handshake
+    let peer_cert: Option<Vec<u8>> = match shared.cfg.mode {
+        AuthMode::Sas => None,
+        AuthMode::X509 => dev
+            .tls
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec()),
+    };
+    rec.client_cert_cn = peer_cert.as_deref().and_then(|d| subject_cn(d).ok());
     // the CONNACK return code to send (0: accepted), or None to close without one
     let code: Option<u8> = match connect {
         Ok(Ok(c)) => {
-            let v = check_connect(&shared.cfg, &c, unix_now());
+            let v = check_connect(&shared.cfg, &c, unix_now(), peer_cert.as_deref());
+            rec.password_present = c.password.is_some();
             rec.client_id = c.client_id;
             rec.username = c.username.unwrap_or_default();
             rec.protocol_level = c.level;
@@ -1021,8 +1158,9 @@ struct Verdict {
     expiry: Option<u64>,
 }
 
-/// IoT Hub's checks on a CONNECT.
-fn check_connect(cfg: &FrontConfig, c: &Connect, now: f64) -> Verdict {
+/// IoT Hub's checks on a CONNECT; `peer_cert`: the DER of the device's verified certificate
+/// (X.509 mode).
+fn check_connect(cfg: &FrontConfig, c: &Connect, now: f64, peer_cert: Option<&[u8]>) -> Verdict {
     let mut expiry = None;
     let (code, reason) = (|| {
         if c.level != 4 || c.protocol_name != "MQTT" {
@@ -1048,6 +1186,23 @@ fn check_connect(cfg: &FrontConfig, c: &Connect, now: f64) -> Verdict {
             Some(u) if *u == want_user => {}
             Some(u) => return (4, format!("user name {u:?}, expected {want_user:?}")),
             None => return (4, "no user name".to_owned()),
+        }
+        if cfg.mode == AuthMode::X509 {
+            // the TLS handshake verified the chain; the CN names the device; no token
+            let Some(der) = peer_cert else {
+                return (5, "no client certificate (X.509 mode)".to_owned());
+            };
+            return match subject_cn(der) {
+                Ok(cn) if cn == cfg.device => (0, "ok".to_owned()),
+                Ok(cn) => (
+                    5,
+                    format!(
+                        "certificate CN {cn:?} is not the device id {:?}",
+                        cfg.device
+                    ),
+                ),
+                Err(e) => (5, format!("certificate CN unreadable: {e}")),
+            };
         }
         let Some(pw) = &c.password else {
             return (5, "no password (SAS token)".to_owned());
@@ -1107,6 +1262,94 @@ fn check_connect(cfg: &FrontConfig, c: &Connect, now: f64) -> Verdict {
         code,
         reason,
         expiry,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The certificate's subject CN (a minimal DER walk)
+
+/// One DER TLV at the start of `b`: (tag, contents, the rest).
+fn der_tlv(b: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+    let (&tag, r) = b.split_first().ok_or("DER: truncated tag")?;
+    let (&l0, r) = r.split_first().ok_or("DER: truncated length")?;
+    let (len, r) = if l0 < 0x80 {
+        (usize::from(l0), r)
+    } else {
+        let n = usize::from(l0 & 0x7f);
+        if n == 0 || n > 4 || r.len() < n {
+            return Err(format!("DER: bad length form {l0:#04x}"));
+        }
+        let len = r[..n]
+            .iter()
+            .fold(0usize, |a, &x| (a << 8) | usize::from(x));
+        (len, &r[n..])
+    };
+    if r.len() < len {
+        return Err(format!("DER: {len} bytes wanted, {} there", r.len()));
+    }
+    Ok((tag, &r[..len], &r[len..]))
+}
+
+fn der_expect<'a>(b: &'a [u8], want: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), String> {
+    let (tag, body, rest) = der_tlv(b)?;
+    if tag != want {
+        return Err(format!("DER: {what}: tag {tag:#04x}, expected {want:#04x}"));
+    }
+    Ok((body, rest))
+}
+
+/// The subject's commonName (OID 2.5.4.3) of a DER X.509 certificate: Certificate →
+/// tbsCertificate → skip [0] version, serial, signature, issuer, validity → subject (RDN SETs of
+/// type/value SEQUENCEs). UTF8String, PrintableString, IA5String, T61String (read as UTF-8) and
+/// BMPString values are read; no CN, or more than one, is an error.
+pub fn subject_cn(der: &[u8]) -> Result<String, String> {
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    let (cert, _) = der_expect(der, 0x30, "Certificate")?;
+    let (tbs, _) = der_expect(cert, 0x30, "tbsCertificate")?;
+    let mut r = tbs;
+    if r.first() == Some(&0xa0) {
+        r = der_tlv(r)?.2;
+    }
+    r = der_expect(r, 0x02, "serialNumber")?.1;
+    r = der_expect(r, 0x30, "signature")?.1;
+    r = der_expect(r, 0x30, "issuer")?.1;
+    r = der_expect(r, 0x30, "validity")?.1;
+    let (mut subject, _) = der_expect(r, 0x30, "subject")?;
+    let mut found = Vec::new();
+    while !subject.is_empty() {
+        let (mut rdn, rest) = der_expect(subject, 0x31, "RelativeDistinguishedName")?;
+        subject = rest;
+        while !rdn.is_empty() {
+            let (atv, rest) = der_expect(rdn, 0x30, "AttributeTypeAndValue")?;
+            rdn = rest;
+            let (oid, value) = der_expect(atv, 0x06, "attribute type")?;
+            if oid != CN {
+                continue;
+            }
+            let (tag, v, _) = der_tlv(value)?;
+            let s = match tag {
+                0x0c | 0x13 | 0x16 | 0x14 => String::from_utf8(v.to_vec())
+                    .map_err(|_| "DER: the CN is not UTF-8".to_owned())?,
+                0x1e => {
+                    if v.len() % 2 != 0 {
+                        return Err("DER: odd-length BMPString".into());
+                    }
+                    let units: Vec<u16> = v
+                        .chunks_exact(2)
+                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                        .collect();
+                    String::from_utf16(&units)
+                        .map_err(|_| "DER: the CN is not UTF-16".to_owned())?
+                }
+                t => return Err(format!("DER: CN of string type {t:#04x}")),
+            };
+            found.push(s);
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err("no CN in the subject".into()),
+        n => Err(format!("{n} CNs in the subject: {found:?}")),
     }
 }
 
