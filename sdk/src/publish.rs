@@ -37,7 +37,7 @@ use rumqttc::{
     Client, Connection, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS,
 };
 
-use crate::cloud::{HealthRoute, Profile, Sas, Wire};
+use crate::cloud::{HealthRoute, Profile, Renewal, Sas, Wire};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::spool::{Append, OpenReport, Spool, SpoolConfig, SpoolStats};
@@ -334,11 +334,11 @@ impl Publisher {
             settings.tls.as_ref(),
             settings.credentials.as_ref(),
         )?;
-        let renew_at = match (&sas, &settings.credentials) {
+        let renewal = match (&sas, &settings.credentials) {
             (Some(sas), Some(c)) => {
-                let (token, at) = sas.token();
-                opts.set_credentials(c.username.clone(), token);
-                Some(at)
+                let r = sas.token();
+                opts.set_credentials(c.username.clone(), r.token.clone());
+                Some(r)
             }
             _ => None,
         };
@@ -371,7 +371,11 @@ impl Publisher {
                 wire,
                 profile: settings.profile.clone(),
                 sas: sas.zip(settings.credentials.as_ref().map(|c| c.username.clone())),
-                renew_at,
+                renew_at: renewal.as_ref().map(|r| r.renew_at),
+                renew_drain: renewal
+                    .as_ref()
+                    .map(|r| r.drain.min(RENEW_DRAIN))
+                    .unwrap_or(RENEW_DRAIN),
                 inbox,
             };
             std::thread::Builder::new()
@@ -564,6 +568,8 @@ struct Link {
     sas: Option<(Sas, String)>,
     /// When the current SAS token should be replaced.
     renew_at: Option<Instant>,
+    /// Longest wait for the window to drain before the DISCONNECT of a renewal.
+    renew_drain: Duration,
     inbox: Option<SyncSender<Inbound>>,
 }
 
@@ -571,12 +577,17 @@ impl Link {
     /// Put a fresh SAS token into the options of the next connect.
     fn refresh(&mut self, connection: &mut Connection) {
         if let Some((sas, user)) = &self.sas {
-            let (token, at) = sas.token();
+            let Renewal {
+                token,
+                renew_at,
+                drain,
+            } = sas.token();
             connection
                 .eventloop
                 .mqtt_options
                 .set_credentials(user.clone(), token);
-            self.renew_at = Some(at);
+            self.renew_at = Some(renew_at);
+            self.renew_drain = drain.min(RENEW_DRAIN);
         }
     }
 
@@ -623,11 +634,12 @@ enum Renew {
     No,
     /// No new events offered since this instant; DISCONNECT once the window has drained.
     Draining(Instant),
-    /// DISCONNECT requested.
-    Disconnecting,
+    /// DISCONNECT requested (the renewal began at this instant).
+    Disconnecting(Instant),
 }
 
-/// How long a token renewal waits for the events in flight to be acknowledged.
+/// Longest wait of a token renewal for the events in flight to be acknowledged (shorter for
+/// short-lived tokens: a sixteenth of their life).
 const RENEW_DRAIN: Duration = Duration::from_secs(3);
 
 /// Where the connection thread is in a clean stop.
@@ -693,11 +705,28 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
         if let Renew::Draining(since) = renewing
             && connected
             && ((waiting.is_empty() && inflight.is_empty())
-                || now.duration_since(since) > RENEW_DRAIN)
+                || now.duration_since(since) > link.renew_drain)
             && client.try_disconnect().is_ok()
         {
             // a clean DISCONNECT (no Last Will); the next connect carries the new token
-            renewing = Renew::Disconnecting;
+            renewing = Renew::Disconnecting(since);
+        }
+        // The DISCONNECT waits in rumqttc's queue behind publishes that wait for room in the
+        // window; on a slow link the token could expire first, and the hub would cut the
+        // connection anyway. After twice the drain time, drop the connection ourselves (the
+        // broker then sends the Last Will, as it would on the hub's cut) and reconnect now.
+        if let Renew::Draining(since) | Renew::Disconnecting(since) = renewing
+            && connected
+            && now.duration_since(since) > link.renew_drain * 2
+        {
+            tracing::debug!("MQTT: the token renewal's DISCONNECT is late; reconnecting now");
+            link.refresh(&mut connection);
+            connection.eventloop.clean();
+            connected = false;
+            stats.connected.store(false, Ordering::Relaxed);
+            waiting.clear();
+            inflight.clear();
+            renewing = Renew::No;
         }
 
         if connected && closing == Closing::No {

@@ -538,12 +538,13 @@ fn sas_tokens_are_renewed_before_the_hub_cuts_the_connection_and_no_event_is_los
     let device = "cam-az-4";
     let hub = Hub::start(device);
     let dir = tempfile::tempdir().unwrap();
-    // 4 s tokens: renewed after 3 s; the stand-in cuts a connection whose token has expired
+    // 8 s tokens (7 to 8 s of real life: the expiry is whole seconds), replaced after 3/4 of it;
+    // the stand-in cuts a connection whose token has expired, as IoT Hub does
     let publisher = Publisher::start(azure_settings(
         &hub,
         device,
         &dir.path().join("q"),
-        Duration::from_secs(4),
+        Duration::from_secs(8),
     ))
     .unwrap();
     let ok = publisher.check_connect(Duration::from_secs(10));
@@ -552,7 +553,7 @@ fn sas_tokens_are_renewed_before_the_hub_cuts_the_connection_and_no_event_is_los
     let mut ids = HashSet::new();
     let start = Instant::now();
     let mut n = 0;
-    while start.elapsed() < Duration::from_secs(13) {
+    while start.elapsed() < Duration::from_secs(18) {
         for _ in 0..20 {
             let e = event(&dev, n);
             n += 1;
@@ -563,13 +564,16 @@ fn sas_tokens_are_renewed_before_the_hub_cuts_the_connection_and_no_event_is_los
     }
     let summary = publisher.shutdown(Duration::from_secs(20));
     assert!(summary.flushed, "{summary:?}");
-    let got: HashSet<String> = hub
-        .service()
-        .telemetry()
-        .iter()
-        .filter_map(|(_, p)| serde_json::from_slice::<Value>(p).ok())
-        .filter_map(|v| v["id"].as_str().map(str::to_owned))
-        .collect();
+    // every event was acknowledged by the broker; the service may still be reading them
+    let ids_of = |t: &[(String, Vec<u8>)]| -> HashSet<String> {
+        t.iter()
+            .filter_map(|(_, p)| serde_json::from_slice::<Value>(p).ok())
+            .filter_map(|v| v["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    hub.service()
+        .wait_telemetry(Duration::from_secs(30), |t| ids_of(t).is_superset(&ids));
+    let got = ids_of(&hub.service().telemetry());
     let missing = ids.difference(&got).count();
     assert_eq!(
         missing,
@@ -579,7 +583,7 @@ fn sas_tokens_are_renewed_before_the_hub_cuts_the_connection_and_no_event_is_los
     );
     let connects = hub.connects();
     let accepted: Vec<_> = connects.iter().filter(|c| c.accepted).collect();
-    assert!(accepted.len() >= 4, "tokens were not renewed: {connects:?}");
+    assert!(accepted.len() >= 3, "tokens were not renewed: {connects:?}");
     let expiries: HashSet<u64> = accepted.iter().filter_map(|c| c.token_expiry).collect();
     assert_eq!(
         expiries.len(),

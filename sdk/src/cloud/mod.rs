@@ -97,16 +97,34 @@ impl std::fmt::Debug for Sas {
 }
 
 impl Sas {
-    /// A fresh token, and when to replace it (after three quarters of its life).
-    pub fn token(&self) -> (String, Instant) {
+    /// A fresh token and when to replace it: after three quarters of its real life (the expiry
+    /// is whole seconds, so up to a second shorter than the ttl), leaving the last quarter for
+    /// the replacement.
+    pub fn token(&self) -> Renewal {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let ttl = self.ttl.max(Duration::from_secs(2));
         let expiry = (now + ttl).as_secs();
-        let token = azure::sas_token(&self.resource_uri, &self.key, expiry);
-        (token, Instant::now() + ttl.mul_f64(0.75))
+        let life = Duration::from_secs(expiry).saturating_sub(now);
+        Renewal {
+            token: azure::sas_token(&self.resource_uri, &self.key, expiry),
+            renew_at: Instant::now() + life.mul_f64(0.75),
+            drain: life / 16,
+        }
     }
+}
+
+/// A SAS token and its replacement plan.
+pub(crate) struct Renewal {
+    /// The token (the MQTT password).
+    pub token: String,
+    /// When to start replacing it.
+    pub renew_at: Instant,
+    /// Longest wait for the events in flight before the DISCONNECT: a sixteenth of the token's
+    /// life (the connection is dropped after twice that), so the old connection is gone well
+    /// before the token expires (IoT Hub cuts it then).
+    pub drain: Duration,
 }
 
 impl Profile {
@@ -303,16 +321,23 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let (token, renew) = sas.token();
+        let r = sas.token();
+        let token = &r.token;
         let se: u64 = token.rsplit("se=").next().unwrap().parse().unwrap();
         assert!((now + 59..=now + 61).contains(&se), "{token}");
         assert!(
             token.starts_with("SharedAccessSignature sr=h.azure-devices.net%2Fdevices%2Fcam&sig=")
         );
-        let left = renew.saturating_duration_since(Instant::now());
+        // renewal at 3/4 of the real life (59 to 60 s); the drain is a sixteenth of it
+        let left = r.renew_at.saturating_duration_since(Instant::now());
         assert!(
-            left > Duration::from_secs(44) && left <= Duration::from_secs(45),
+            left > Duration::from_millis(44_200) && left <= Duration::from_secs(45),
             "{left:?}"
+        );
+        assert!(
+            r.drain <= Duration::from_millis(3_750) && r.drain > Duration::from_millis(3_500),
+            "{:?}",
+            r.drain
         );
         assert!(Profile::Generic.sas().is_none());
         assert!(!format!("{sas:?}").contains("c2VjcmV0"), "the key in Debug");
