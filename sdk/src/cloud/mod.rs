@@ -202,32 +202,23 @@ impl Profile {
 
     /// A connection problem reworded for the profile's config keys.
     pub(crate) fn reword(&self, p: crate::transport::Problem) -> crate::transport::Problem {
+        use crate::transport::Problem;
+        let refused = p.permanent
+            && ["user name or password", "not authorized", "client id"]
+                .iter()
+                .any(|m| p.message.contains(m));
         match self {
             Profile::Generic => p,
-            Profile::Azure(a)
-                if a.connection.x509
-                    && p.permanent
-                    && (p.message.contains("user name or password")
-                        || p.message.contains("not authorized")
-                        || p.message.contains("client id")) =>
-            {
-                crate::transport::Problem {
-                    message: "IoT Hub refused the device's certificate: check `cloud.client_cert` (an X.509 device's certificate must be the one registered for it, or for a CA-signed device have the DeviceId as its subject CN) and `cloud.connection_string` (HostName, DeviceId), and that the device exists and is enabled".into(),
-                    permanent: true,
-                }
-            }
-            Profile::Azure(_)
-                if p.permanent
-                    && (p.message.contains("user name or password")
-                        || p.message.contains("not authorized")
-                        || p.message.contains("client id")) =>
-            {
-                crate::transport::Problem {
-                    message: "IoT Hub refused the device: check `cloud.connection_string` (HostName, DeviceId and SharedAccessKey: a regenerated key invalidates the old one), that the device exists and is enabled, and that this device's clock is right (SAS tokens carry an expiry time)".into(),
-                    permanent: true,
-                }
-            }
-            _ => crate::transport::Problem {
+            Profile::Azure(a) if refused && a.connection.x509 => Problem {
+                message: "IoT Hub refused the device's certificate: check `cloud.client_cert` (an X.509 device's certificate must be the one registered for it, or for a CA-signed device have the DeviceId as its subject CN) and `cloud.connection_string` (HostName, DeviceId), and that the device exists and is enabled".into(),
+                permanent: true,
+            },
+            Profile::Azure(_) if refused => Problem {
+                message: "IoT Hub refused the device: check `cloud.connection_string` (HostName, DeviceId and SharedAccessKey: a regenerated key invalidates the old one), that the device exists and is enabled, and that this device's clock is right (SAS tokens carry an expiry time)".into(),
+                permanent: true,
+            },
+            // transport names the `[mqtt]` keys; the TLS ones have the same names in `[cloud]`
+            _ => Problem {
                 message: p.message.replace("`mqtt.", "`cloud."),
                 permanent: p.permanent,
             },
