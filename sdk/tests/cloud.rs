@@ -518,20 +518,7 @@ fn azure_settings(hub: &Hub, device: &str, queue: &Path, ttl: Duration) -> MqttS
     }
 }
 
-fn event(device: &Arc<str>, n: u64) -> ocellus::event::Event {
-    let re = ocellus::rules::RuleEvent {
-        rule: Arc::from("door"),
-        frame: n,
-        track: Some(n),
-        label: Some(Arc::from("person")),
-        score: Some(0.9),
-        bbox: Some([0.1, 0.1, 0.2, 0.3]),
-        kind: ocellus::rules::RuleEventKind::LineCrossed {
-            direction: ocellus::rules::Direction::AToB,
-        },
-    };
-    ocellus::event::Event::from_rule(device, std::time::SystemTime::now(), &re)
-}
+use common::line_event as event;
 
 #[test]
 fn sas_tokens_are_renewed_before_the_hub_cuts_the_connection_and_no_event_is_lost() {

@@ -13,28 +13,14 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::broker::free_port;
 use common::faults::{Broker, PersistentSubscriber};
 use ocellus::event::Event;
 use ocellus::publish::{MqttSettings, Publisher};
-use ocellus::rules::{Direction, RuleEvent, RuleEventKind};
 
-fn event(device: &Arc<str>, n: u64) -> Event {
-    let re = RuleEvent {
-        kind: RuleEventKind::LineCrossed {
-            direction: Direction::AToB,
-        },
-        rule: Arc::from("door"),
-        frame: n,
-        track: Some(n),
-        label: Some(Arc::from("person")),
-        score: Some(0.9),
-        bbox: Some([0.1, 0.2, 0.3, 0.4]),
-    };
-    Event::from_rule(device, SystemTime::now(), &re)
-}
+use common::line_event as event;
 
 #[test]
 fn ten_broker_restarts_during_ten_thousand_events_lose_nothing() {

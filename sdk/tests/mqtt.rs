@@ -6,13 +6,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::broker::{Mosquitto, Subscriber, free_port, retained};
 use ocellus::event::Event;
 use ocellus::health::Reporter;
 use ocellus::publish::{MqttSettings, Publisher};
-use ocellus::rules::{Direction, RuleEvent, RuleEventKind};
 use ocellus::spool::WhenFull;
 
 fn settings(port: u16, device: &str, queue: &std::path::Path) -> MqttSettings {
@@ -23,24 +22,7 @@ fn settings(port: u16, device: &str, queue: &std::path::Path) -> MqttSettings {
     s
 }
 
-fn event(device: &Arc<str>, frame: u64) -> Event {
-    let re = RuleEvent {
-        kind: RuleEventKind::LineCrossed {
-            direction: if frame.is_multiple_of(2) {
-                Direction::AToB
-            } else {
-                Direction::BToA
-            },
-        },
-        rule: Arc::from("door"),
-        frame,
-        track: Some(frame + 1),
-        label: Some(Arc::from("person")),
-        score: Some(0.9),
-        bbox: Some([0.1, 0.2, 0.3, 0.4]),
-    };
-    Event::from_rule(device, SystemTime::now(), &re)
-}
+use common::line_event as event;
 
 fn event_ids(lines: &[String]) -> Vec<String> {
     lines

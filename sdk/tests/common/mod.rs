@@ -77,3 +77,25 @@ pub fn best_ious(dets: &[ocellus::infer::Detection], label: &str, want: &[[f32; 
 pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_ocellus"))
 }
+
+/// A `line_crossed` event on rule "door" for frame `frame` (direction alternating with the
+/// frame), with a fresh id: what the broker and delivery tests publish.
+pub fn line_event(device: &std::sync::Arc<str>, frame: u64) -> ocellus::event::Event {
+    use ocellus::rules::{Direction, RuleEvent, RuleEventKind};
+    let re = RuleEvent {
+        kind: RuleEventKind::LineCrossed {
+            direction: if frame.is_multiple_of(2) {
+                Direction::AToB
+            } else {
+                Direction::BToA
+            },
+        },
+        rule: std::sync::Arc::from("door"),
+        frame,
+        track: Some(frame + 1),
+        label: Some(std::sync::Arc::from("person")),
+        score: Some(0.9),
+        bbox: Some([0.1, 0.2, 0.3, 0.4]),
+    };
+    ocellus::event::Event::from_rule(device, std::time::SystemTime::now(), &re)
+}
