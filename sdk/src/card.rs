@@ -62,6 +62,12 @@ pub struct Source {
     /// sha256 of that file inside the package.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// The graph inputs a converter is told to start from (`tf2onnx --inputs`), if converted.
+    #[serde(default)]
+    pub inputs: Option<String>,
+    /// The graph outputs a converter is told to end at (`tf2onnx --outputs`), if converted.
+    #[serde(default)]
+    pub outputs: Option<String>,
     /// The exact commands that made the model file.
     pub recipe: String,
 }
@@ -157,6 +163,39 @@ pub enum OutputSpec {
         #[serde(default = "default_threshold")]
         score_threshold: f32,
     },
+    /// A TensorFlow Object Detection API SSD cut at the box predictor: raw box encodings and class
+    /// logits per anchor; ocellus generates the anchors, decodes the boxes, applies the sigmoid
+    /// and runs NMS as the API's post-processor does.
+    #[serde(rename = "tf-ssd-raw")]
+    TfSsdRaw {
+        /// `[1, A, 4]` box encodings `(ty, tx, th, tw)` relative to each anchor.
+        box_encodings: String,
+        /// `[1, A, C]` class logits; the column is the class id.
+        class_logits: String,
+        /// The graph's own anchors `[A, 4]` (ymin, xmin, ymax, xmax), if the model exports them:
+        /// never read at run time; tests compare the generated anchors with it.
+        #[serde(default)]
+        graph_anchors: Option<String>,
+        /// The logit column of the background class, skipped (none if the model has none).
+        #[serde(default)]
+        background_class: Option<u32>,
+        /// The box coder's scale factors `[y, x, height, width]` (Faster R-CNN box coder).
+        box_scales: [f32; 4],
+        /// NMS over all classes at once instead of per class.
+        #[serde(default)]
+        class_agnostic: bool,
+        /// NMS IoU threshold (a box is suppressed above it).
+        nms_iou: f32,
+        /// Most boxes kept per class.
+        max_per_class: usize,
+        /// Most detections kept per frame.
+        max_detections: usize,
+        /// Default score threshold (on the sigmoid of the logit).
+        #[serde(default = "default_threshold")]
+        score_threshold: f32,
+        /// How the anchors are generated.
+        anchors: AnchorSpec,
+    },
     /// MediaPipe BlazeFace raw outputs (anchors, sigmoid and NMS done by ocellus).
     #[serde(rename = "blazeface")]
     BlazeFace {
@@ -201,6 +240,31 @@ pub enum OutputSpec {
     },
 }
 
+/// An SSD anchor generator and its settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "generator", deny_unknown_fields)]
+pub enum AnchorSpec {
+    /// The TF Object Detection API's `MultipleGridAnchorGenerator` as built by its
+    /// `ssd_anchor_generator` config (`create_ssd_anchors`), for a square input.
+    #[serde(rename = "tf-multiple-grid")]
+    TfMultipleGrid {
+        /// Feature map side of each layer, finest first (e.g. 19, 10, 5, 3, 2, 1 for 300x300).
+        feature_maps: Vec<u32>,
+        /// Scale of the finest layer (fraction of the input side).
+        min_scale: f32,
+        /// Scale of the coarsest layer.
+        max_scale: f32,
+        /// Aspect ratios (width / height) of every layer's anchors.
+        aspect_ratios: Vec<f32>,
+        /// Aspect ratio of the extra anchor at the scale between a layer's and the next's (0: none).
+        #[serde(default)]
+        interpolated_scale_aspect_ratio: f32,
+        /// The finest layer has only three anchors: (0.1, 1:1), (min_scale, 2:1), (min_scale, 1:2).
+        #[serde(default)]
+        reduce_boxes_in_lowest_layer: bool,
+    },
+}
+
 fn default_threshold() -> f32 {
     0.5
 }
@@ -216,6 +280,9 @@ impl OutputSpec {
     pub fn score_threshold(&self) -> f32 {
         match self {
             OutputSpec::TfSsd {
+                score_threshold, ..
+            }
+            | OutputSpec::TfSsdRaw {
                 score_threshold, ..
             }
             | OutputSpec::BlazeFace {
@@ -237,6 +304,11 @@ impl OutputSpec {
                 count,
                 ..
             } => vec![boxes, scores, classes, count],
+            OutputSpec::TfSsdRaw {
+                box_encodings,
+                class_logits,
+                ..
+            } => vec![box_encodings, class_logits],
             OutputSpec::BlazeFace { scores, boxes, .. } => scores
                 .iter()
                 .chain(boxes.iter())
@@ -268,6 +340,9 @@ struct RawCard {
 
 /// The SSD-MobileNet-v2-COCO card, built into the binary so `ocellus detect` works from any directory.
 pub const BUILTIN_SSD: &str = include_str!("../../models/ssd-mobilenet-v2-coco.toml");
+/// The SSD-MobileNet-v2-COCO card cut at the box predictor (native post-processing), built in:
+/// the default detector.
+pub const BUILTIN_SSD_CUT: &str = include_str!("../../models/ssd-mobilenet-v2-coco-cut.toml");
 /// The BlazeFace card, built in.
 pub const BUILTIN_BLAZEFACE: &str = include_str!("../../models/blazeface-back-256.toml");
 
@@ -309,6 +384,16 @@ impl ModelCard {
         Self::parse(
             BUILTIN_SSD,
             PathBuf::from("<built-in ssd-mobilenet-v2-coco.toml>"),
+            None,
+        )
+    }
+
+    /// The built-in SSD person detector cut at the box predictor (native post-processing; loads
+    /// in a fraction of a second): the default detector.
+    pub fn builtin_ssd_cut() -> Result<ModelCard> {
+        Self::parse(
+            BUILTIN_SSD_CUT,
+            PathBuf::from("<built-in ssd-mobilenet-v2-coco-cut.toml>"),
             None,
         )
     }
@@ -428,6 +513,27 @@ impl ModelCard {
                 ..
             } => check_nms(&invalid, *nms_iou, *max_detections)?,
             OutputSpec::TfSsd { .. } => {}
+            OutputSpec::TfSsdRaw {
+                box_scales,
+                nms_iou,
+                max_per_class,
+                max_detections,
+                anchors,
+                ..
+            } => {
+                if box_scales.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+                    return Err(invalid(
+                        "output.box_scales",
+                        "must be four finite numbers > 0 (y, x, height, width)".into(),
+                    ));
+                }
+                check_nms(&invalid, *nms_iou, *max_detections)?;
+                if *max_per_class == 0 {
+                    return Err(invalid("output.max_per_class", "must be at least 1".into()));
+                }
+                crate::infer::ssd::anchors(anchors)
+                    .map_err(|(key, message)| invalid(&format!("output.anchors.{key}"), message))?;
+            }
         }
         let mut labels = BTreeMap::new();
         for (k, v) in raw.labels {

@@ -173,6 +173,14 @@ pub enum Error {
         message: String,
     },
 
+    /// A copy of a model optimised for this machine is damaged or unusable (it is rebuilt).
+    #[error("optimised model copy {path}: {message}")]
+    Prepared {
+        /// The copy's directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// Any other I/O failure, with the path involved.
     #[error("{path}: {source}")]
     Io {
@@ -204,6 +212,7 @@ impl Error {
             | Error::ModelLoad { .. }
             | Error::ModelMismatch { .. }
             | Error::ModelOutput { .. }
+            | Error::Prepared { .. }
             | Error::Inference(_) => Fault::Model,
         }
     }

@@ -7,14 +7,15 @@
 
 pub mod blazeface;
 pub mod nms;
+pub mod prepared;
 pub mod ssd;
 pub mod yolo;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use serde::Serialize;
 
@@ -150,6 +151,11 @@ pub struct DetectorOptions {
     pub labels: Option<Vec<String>>,
     /// Check the model file's sha256 against the card before loading (default on).
     pub verify_checksum: bool,
+    /// Keep a copy of the model optimised for this machine and load that on later starts: faster
+    /// and leaner start-up (see [`prepared`]; default on).
+    pub prepare: bool,
+    /// Where those copies are kept (`None`: `<cache>/prepared`, see [`prepared::default_root`]).
+    pub prepared_dir: Option<PathBuf>,
 }
 
 impl Default for DetectorOptions {
@@ -159,30 +165,189 @@ impl Default for DetectorOptions {
             score_threshold: None,
             labels: None,
             verify_checksum: true,
+            prepare: true,
+            prepared_dir: None,
         }
     }
 }
 
-/// A loaded model, ready to run on frames.
+/// A loaded model, ready to run on frames: a [`Preprocessor`], an [`Engine`] (the ONNX Runtime
+/// session) and a [`Decoder`] (the card's post-processing), with buffers reused frame after frame.
+///
+/// [`Detector::detect`] runs the three in turn on the caller's thread; the pipeline runs them on
+/// three threads at once (see [`Detector::stages`]).
 pub struct Detector {
-    session: Session,
+    engine: Engine,
     pre: Preprocessor,
-    card: ModelCard,
+    decoder: Decoder,
+    raw: RawOutputs,
     model_path: PathBuf,
-    threshold: f32,
-    keep: Option<Vec<u32>>,
-    anchors: Vec<[f32; 2]>,
+    prepared: Option<PathBuf>,
     last_decode: std::time::Duration,
 }
 
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Detector")
-            .field("card", &self.card.name)
+            .field("card", &self.decoder.card.name)
             .field("model", &self.model_path)
-            .field("threshold", &self.threshold)
+            .field("threshold", &self.decoder.threshold)
             .finish_non_exhaustive()
     }
+}
+
+/// The ONNX Runtime session of a detector, asked for the decoder's outputs only.
+pub struct Engine {
+    session: Session,
+    input: String,
+    outputs: Vec<String>,
+    options: RunOptions<HasSelectedOutputs>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("input", &self.input)
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One run's outputs, copied out of ONNX Runtime into buffers that keep their capacity, so a
+/// stage can hand them to the next while the session runs the next frame.
+#[derive(Debug, Clone, Default)]
+pub struct RawOutputs {
+    names: Vec<String>,
+    shapes: Vec<Vec<i64>>,
+    data: Vec<Vec<f32>>,
+}
+
+impl RawOutputs {
+    /// Output `name` of the last run.
+    pub fn get(&self, name: &str) -> Result<OutputTensor<'_>> {
+        let i = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| Error::ModelOutput {
+                output: name.to_owned(),
+                message: "missing from the model's results".into(),
+            })?;
+        match (self.names.get(i), self.shapes.get(i), self.data.get(i)) {
+            (Some(n), Some(s), Some(d)) => Ok(OutputTensor::new(n, s, d)),
+            _ => Err(Error::ModelOutput {
+                output: name.to_owned(),
+                message: "missing from the model's results".into(),
+            }),
+        }
+    }
+}
+
+impl Engine {
+    /// Run the model on `input` and copy the decoder's outputs into `out` (no allocation once
+    /// `out` has held a result of this model).
+    pub fn run(&mut self, input: &InputTensor, out: &mut RawOutputs) -> Result<()> {
+        let Engine {
+            session,
+            input: input_name,
+            outputs: names,
+            options,
+        } = self;
+        let results = run_session(session, input, input_name, options)?;
+        out.names.resize_with(names.len(), String::new);
+        out.shapes.resize_with(names.len(), Vec::new);
+        out.data.resize_with(names.len(), Vec::new);
+        for (i, name) in names.iter().enumerate() {
+            let v = results
+                .get(name.as_str())
+                .ok_or_else(|| Error::ModelOutput {
+                    output: name.clone(),
+                    message: "missing from the model's results".into(),
+                })?;
+            let (shape, data) = v
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::ModelOutput {
+                    output: name.clone(),
+                    message: format!(
+                        "expected a Float32 tensor, got {}: {e}",
+                        dtype_name(v.dtype())
+                    ),
+                })?;
+            if out.names[i] != *name {
+                out.names[i].clone_from(name);
+            }
+            out.shapes[i].clear();
+            out.shapes[i].extend_from_slice(shape);
+            out.data[i].clear();
+            out.data[i].extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Run the model on `input` and drop the results (raw inference, for benchmarks).
+    pub fn run_only(&mut self, input: &InputTensor) -> Result<()> {
+        run_session(&mut self.session, input, &self.input, &self.options).map(drop)
+    }
+}
+
+/// A card's post-processing: model outputs to labelled detections in frame coordinates.
+#[derive(Debug)]
+pub struct Decoder {
+    card: ModelCard,
+    threshold: f32,
+    keep: Option<Vec<u32>>,
+    /// BlazeFace anchor centres.
+    anchors: Vec<[f32; 2]>,
+    /// SSD anchors in centre form.
+    ssd_anchors: Vec<ssd::Anchor>,
+    /// Candidates before NMS, kept between frames (one decode at a time; never contended).
+    scratch: std::sync::Mutex<Vec<Candidate>>,
+}
+
+fn thread_panicked() -> Error {
+    Error::InvalidOption {
+        name: "thread".into(),
+        message: "a checksum thread panicked".into(),
+    }
+}
+
+/// How a session is built.
+#[derive(Debug, Clone, Copy)]
+enum Build<'a> {
+    /// All of ONNX Runtime's optimisations, at load.
+    Optimise,
+    /// The same, saving the optimised graph here (weights beside it as [`prepared::WEIGHTS`]).
+    OptimiseAndSave(&'a Path),
+    /// An already optimised graph: no optimisation at load.
+    Prepared,
+}
+
+/// Run `check` on a thread of its own while `load` runs here, and keep what `load` made only if
+/// `check` passed. Hashing a model file and building its session each take a good part of
+/// start-up and neither needs the other. (ONNX Runtime reads the file itself; a file swapped
+/// between the two is caught by the next start, as it would be between a check and a load done one
+/// after the other.)
+fn checked_while<T>(
+    check: impl Fn() -> Result<()> + Sync,
+    load: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let check = &check;
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("ocellus-verify".into())
+            .spawn_scoped(scope, check);
+        match handle {
+            Ok(handle) => {
+                let loaded = load();
+                match handle.join() {
+                    Ok(checked) => checked.and(loaded),
+                    Err(_) => Err(thread_panicked()),
+                }
+            }
+            // no thread to spare: one after the other
+            Err(_) => check().and_then(|()| load()),
+        }
+    })
 }
 
 fn dtype_name(t: &ValueType) -> String {
@@ -200,21 +365,110 @@ fn tensor_ty(t: &ValueType) -> Option<TensorElementType> {
 }
 
 impl Detector {
-    /// Resolve, verify and load the card's model, and check its inputs and outputs against the card.
+    /// Resolve, verify and load the card's model, and check its inputs and outputs against the
+    /// card. With [`DetectorOptions::prepare`], a copy optimised for this machine is loaded when
+    /// the cache has one (checked against its manifest), and made when it has not.
     pub fn new(runtime: &Runtime, card: &ModelCard, opts: &DetectorOptions) -> Result<Self> {
-        let model_path = card.resolve_file()?;
-        if opts.verify_checksum {
-            card.verify(&model_path)?;
+        if !opts.prepare {
+            return Self::from_card_file(runtime, card, opts, None);
         }
-        Self::load(runtime, card, &model_path, opts)
+        let machine = prepared::machine();
+        let root = opts
+            .prepared_dir
+            .clone()
+            .unwrap_or_else(prepared::default_root);
+        if let Some(copy) = prepared::find(&root, card, &machine) {
+            let model_path = card.resolve_file()?;
+            let load = || Self::load_with(runtime, card, &copy.model(), opts, Build::Prepared);
+            // The card's own file is still checked (a damaged model is reported, not hidden by the
+            // copy), and so is the copy; both hashes run beside the session build.
+            let (original, copy_ok, loaded) = if opts.verify_checksum {
+                std::thread::scope(|scope| {
+                    let original = scope.spawn(|| card.verify(&model_path));
+                    let copy_ok = scope.spawn(|| copy.verify());
+                    let loaded = load();
+                    (
+                        original.join().unwrap_or_else(|_| Err(thread_panicked())),
+                        copy_ok.join().unwrap_or_else(|_| Err(thread_panicked())),
+                        loaded,
+                    )
+                })
+            } else {
+                (Ok(()), Ok(()), load())
+            };
+            original?;
+            match copy_ok.and(loaded) {
+                Ok(mut det) => {
+                    det.model_path = model_path;
+                    det.prepared = Some(copy.dir().to_path_buf());
+                    return Ok(det);
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; making it again from {}", model_path.display());
+                    copy.discard();
+                }
+            }
+        }
+        let staging = prepared::stage(&root, card, &machine);
+        let mut det =
+            Self::from_card_file(runtime, card, opts, staging.as_ref().map(|s| s.model()))?;
+        if let Some(staging) = staging {
+            match prepared::commit(staging, card, &machine) {
+                Ok(dir) => {
+                    tracing::info!(
+                        "kept a copy of {} optimised for this machine in {}",
+                        card.name,
+                        dir.display()
+                    );
+                    det.prepared = Some(dir);
+                }
+                Err(e) => tracing::warn!("could not keep the optimised copy: {e}"),
+            }
+        }
+        Ok(det)
     }
 
-    /// Load a specific model file with a card's description (no checksum check).
+    /// The card's own model file, checked against the card while the session is built.
+    fn from_card_file(
+        runtime: &Runtime,
+        card: &ModelCard,
+        opts: &DetectorOptions,
+        save: Option<PathBuf>,
+    ) -> Result<Self> {
+        let model_path = card.resolve_file()?;
+        let build = match &save {
+            Some(path) => Build::OptimiseAndSave(path),
+            None => Build::Optimise,
+        };
+        let load = || Self::load_with(runtime, card, &model_path, opts, build);
+        if opts.verify_checksum {
+            checked_while(|| card.verify(&model_path), load)
+        } else {
+            load()
+        }
+    }
+
+    /// The directory of the optimised copy this detector loaded or made, if any.
+    pub fn prepared(&self) -> Option<&Path> {
+        self.prepared.as_deref()
+    }
+
+    /// Load a specific model file with a card's description (no checksum check, no optimised copy).
     pub fn load(
         runtime: &Runtime,
         card: &ModelCard,
         model_path: &Path,
         opts: &DetectorOptions,
+    ) -> Result<Self> {
+        Self::load_with(runtime, card, model_path, opts, Build::Optimise)
+    }
+
+    fn load_with(
+        runtime: &Runtime,
+        card: &ModelCard,
+        model_path: &Path,
+        opts: &DetectorOptions,
+        build: Build<'_>,
     ) -> Result<Self> {
         if let Some(t) = opts.score_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
             return Err(Error::InvalidOption {
@@ -226,12 +480,32 @@ impl Detector {
             path: model_path.to_path_buf(),
             source,
         };
+        let level = match build {
+            Build::Optimise | Build::OptimiseAndSave(_) => GraphOptimizationLevel::All,
+            Build::Prepared => GraphOptimizationLevel::Disable,
+        };
         let mut builder = Session::builder(runtime.environment())
             .map_err(load_err)?
-            .with_optimization_level(GraphOptimizationLevel::All)
+            .with_optimization_level(level)
             .map_err(|e| load_err(e.into()))?
             .with_log_level(ort::logging::LogLevel::Error)
             .map_err(|e| load_err(e.into()))?;
+        if let Build::OptimiseAndSave(path) = build {
+            builder = builder
+                .with_optimized_model_path(path)
+                .map_err(|e| load_err(e.into()))?
+                // the weights in their own file, which a later start maps instead of copying
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_file_name",
+                    prepared::WEIGHTS,
+                )
+                .map_err(|e| load_err(e.into()))?
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_min_size_in_bytes",
+                    "1024",
+                )
+                .map_err(|e| load_err(e.into()))?;
+        }
         if let Some(n) = opts.intra_threads {
             builder = builder
                 .with_intra_threads(n)
@@ -311,32 +585,44 @@ impl Detector {
                 )));
             }
         }
-        let anchors = match &card.output {
-            OutputSpec::BlazeFace {
-                anchor_cells,
-                anchors_per_cell,
-                ..
-            } => blazeface::anchors(anchor_cells, anchors_per_cell),
-            _ => Vec::new(),
-        };
+        let outputs: Vec<String> = card
+            .output
+            .output_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let selector = outputs
+            .iter()
+            .fold(OutputSelector::no_default(), |sel, n| sel.with(n.as_str()));
+        let options = RunOptions::new()
+            .map_err(Error::Inference)?
+            .with_outputs(selector);
         let keep = opts.labels.as_ref().map(|l| card.class_ids_for(l));
-        Ok(Detector {
-            session,
-            pre: Preprocessor::new(&card.input),
-            card: card.clone(),
-            model_path: model_path.to_path_buf(),
-            threshold: opts
-                .score_threshold
+        let decoder = Decoder::new(
+            card,
+            opts.score_threshold
                 .unwrap_or_else(|| card.output.score_threshold()),
             keep,
-            anchors,
+        )?;
+        Ok(Detector {
+            engine: Engine {
+                session,
+                input: card.input.name.clone(),
+                outputs,
+                options,
+            },
+            pre: Preprocessor::new(&card.input),
+            decoder,
+            raw: RawOutputs::default(),
+            model_path: model_path.to_path_buf(),
+            prepared: None,
             last_decode: std::time::Duration::ZERO,
         })
     }
 
     /// The card this detector was built from.
     pub fn card(&self) -> &ModelCard {
-        &self.card
+        &self.decoder.card
     }
 
     /// The model file loaded.
@@ -357,31 +643,83 @@ impl Detector {
 
     /// Run the model on the current input tensor and decode (the second half of [`Detector::detect`]).
     pub fn infer(&mut self, transform: Transform) -> Result<Vec<Detection>> {
-        let Detector {
-            session,
-            pre,
+        self.engine.run(self.pre.tensor(), &mut self.raw)?;
+        let decode_start = std::time::Instant::now();
+        let dets = self.decoder.decode(&self.raw, &transform);
+        self.last_decode = decode_start.elapsed();
+        dets
+    }
+
+    /// How long decoding the outputs took in the last [`Detector::infer`] (decoder, NMS, labels;
+    /// not the model run).
+    pub fn last_decode_time(&self) -> std::time::Duration {
+        self.last_decode
+    }
+
+    /// Run the model on the current input tensor and discard the results (for benchmarks).
+    pub fn run_raw(&mut self) -> Result<()> {
+        self.engine.run_only(self.pre.tensor())
+    }
+
+    /// The preprocessor, the session and the post-processing apart, for a pipeline that runs them
+    /// on different threads (with buffers of its own in between).
+    pub fn stages(&mut self) -> (&mut Preprocessor, &mut Engine, &Decoder) {
+        (&mut self.pre, &mut self.engine, &self.decoder)
+    }
+}
+
+impl Decoder {
+    /// The post-processing a card describes, with a score threshold and the class ids to keep.
+    pub fn new(card: &ModelCard, threshold: f32, keep: Option<Vec<u32>>) -> Result<Self> {
+        let anchors = match &card.output {
+            OutputSpec::BlazeFace {
+                anchor_cells,
+                anchors_per_cell,
+                ..
+            } => blazeface::anchors(anchor_cells, anchors_per_cell),
+            _ => Vec::new(),
+        };
+        let ssd_anchors = match &card.output {
+            OutputSpec::TfSsdRaw { anchors, .. } => {
+                ssd::anchors(anchors).map_err(|(key, message)| Error::CardInvalid {
+                    path: card.path.clone(),
+                    key: format!("output.anchors.{key}"),
+                    message,
+                })?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Decoder {
+            card: card.clone(),
+            threshold,
+            keep,
+            anchors,
+            ssd_anchors,
+            scratch: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The card.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// The anchors generated for a `tf-ssd-raw` card, centre form `[yc, xc, h, w]` (empty for
+    /// other decoders).
+    pub fn ssd_anchors(&self) -> &[ssd::Anchor] {
+        &self.ssd_anchors
+    }
+
+    /// Decode one run's outputs; boxes are mapped to the frame by `transform`.
+    pub fn decode(&self, raw: &RawOutputs, transform: &Transform) -> Result<Vec<Detection>> {
+        let Decoder {
             card,
             threshold,
             anchors,
+            ssd_anchors,
             ..
         } = self;
-        let outputs = run_session(session, pre.tensor(), &card.input.name)?;
-        let decode_start = std::time::Instant::now();
-
-        let get = |name: &str| -> Result<(&ort::value::Shape, &[f32])> {
-            let v = outputs.get(name).ok_or_else(|| Error::ModelOutput {
-                output: name.to_owned(),
-                message: "missing from the model's results".into(),
-            })?;
-            v.try_extract_tensor::<f32>()
-                .map_err(|e| Error::ModelOutput {
-                    output: name.to_owned(),
-                    message: format!(
-                        "expected a Float32 tensor, got {}: {e}",
-                        dtype_name(v.dtype())
-                    ),
-                })
-        };
+        let threshold = *threshold;
         let input_size = (card.input.width, card.input.height);
         let candidates = match &card.output {
             OutputSpec::TfSsd {
@@ -390,17 +728,45 @@ impl Detector {
                 classes,
                 count,
                 ..
+            } => ssd::decode(
+                &raw.get(boxes)?,
+                &raw.get(scores)?,
+                &raw.get(classes)?,
+                &raw.get(count)?,
+                threshold,
+            )?,
+            OutputSpec::TfSsdRaw {
+                box_encodings,
+                class_logits,
+                background_class,
+                box_scales,
+                class_agnostic,
+                nms_iou,
+                max_per_class,
+                max_detections,
+                ..
             } => {
-                let (bs, bd) = get(boxes)?;
-                let (ss, sd) = get(scores)?;
-                let (cs, cd) = get(classes)?;
-                let (ns, nd) = get(count)?;
-                ssd::decode(
-                    &OutputTensor::new(boxes, bs, bd),
-                    &OutputTensor::new(scores, ss, sd),
-                    &OutputTensor::new(classes, cs, cd),
-                    &OutputTensor::new(count, ns, nd),
-                    *threshold,
+                let mut fresh = Vec::new();
+                let mut held = self.scratch.lock();
+                let scratch = match held.as_mut() {
+                    Ok(s) => &mut **s,
+                    // a decode panicked mid-way elsewhere: use a new buffer
+                    Err(_) => &mut fresh,
+                };
+                ssd::decode_raw(
+                    &raw.get(box_encodings)?,
+                    &raw.get(class_logits)?,
+                    ssd_anchors,
+                    &ssd::RawSettings {
+                        box_scales: *box_scales,
+                        background_class: *background_class,
+                        class_agnostic: *class_agnostic,
+                        nms_iou: *nms_iou,
+                        max_per_class: *max_per_class,
+                        max_detections: *max_detections,
+                    },
+                    threshold,
+                    scratch,
                 )?
             }
             OutputSpec::BlazeFace {
@@ -428,14 +794,12 @@ impl Detector {
                         .ok_or_else(layout_error)?;
                     let layer = anchors.get(start..end).ok_or_else(layout_error)?;
                     start = end;
-                    let (ss, sd) = get(sname)?;
-                    let (bs, bd) = get(bname)?;
                     blazeface::decode_layer(
-                        &OutputTensor::new(sname, ss, sd),
-                        &OutputTensor::new(bname, bs, bd),
+                        &raw.get(sname)?,
+                        &raw.get(bname)?,
                         layer,
                         input_size,
-                        *threshold,
+                        threshold,
                         &mut cands,
                     )?;
                 }
@@ -450,31 +814,17 @@ impl Detector {
                 ..
             } => {
                 let classes = card.labels.keys().max().map_or(0, |m| *m as usize + 1);
-                let (os, od) = get(output)?;
-                let cands = yolo::decode(
-                    &OutputTensor::new(output, os, od),
-                    *layout,
-                    classes,
-                    input_size,
-                    *threshold,
-                )?;
+                let cands =
+                    yolo::decode(&raw.get(output)?, *layout, classes, input_size, threshold)?;
                 nms::nms(cands, *nms_iou, *class_agnostic, *max_detections)
             }
         };
-        let dets = to_detections(candidates, &transform, self.keep.as_deref(), card);
-        self.last_decode = decode_start.elapsed();
-        Ok(dets)
-    }
-
-    /// How long decoding the outputs took in the last [`Detector::infer`] (output extraction,
-    /// decoder, NMS, labels; not the model run).
-    pub fn last_decode_time(&self) -> std::time::Duration {
-        self.last_decode
-    }
-
-    /// Run the model on the current input tensor and discard the results (for benchmarks).
-    pub fn run_raw(&mut self) -> Result<()> {
-        run_session(&mut self.session, self.pre.tensor(), &self.card.input.name).map(drop)
+        Ok(to_detections(
+            candidates,
+            transform,
+            self.keep.as_deref(),
+            card,
+        ))
     }
 }
 
@@ -566,17 +916,18 @@ fn run_session<'s>(
     session: &'s mut Session,
     t: &InputTensor,
     input: &str,
+    options: &'s RunOptions<HasSelectedOutputs>,
 ) -> Result<ort::session::SessionOutputs<'s>> {
     match &t.data {
         TensorData::U8(d) => {
             let v =
                 TensorRef::from_array_view((t.shape, d.as_slice())).map_err(Error::Inference)?;
-            session.run(ort::inputs![input => v])
+            session.run_with_options(ort::inputs![input => v], options)
         }
         TensorData::F32(d) => {
             let v =
                 TensorRef::from_array_view((t.shape, d.as_slice())).map_err(Error::Inference)?;
-            session.run(ort::inputs![input => v])
+            session.run_with_options(ort::inputs![input => v], options)
         }
     }
     .map_err(Error::Inference)

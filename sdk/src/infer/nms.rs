@@ -38,6 +38,39 @@ pub fn nms(
     keep
 }
 
+/// [`nms`] with a bound per class too, on a caller's buffer (sorted in place, left in any order):
+/// the greedy pass in score order keeps at most `max_per_class` boxes of each class (with
+/// `class_agnostic`, of all classes together) and `max_keep` in all, best first. The same result
+/// as per-class NMS keeping `max_per_class` each, then the best `max_keep` of their union.
+pub fn nms_capped(
+    cands: &mut Vec<Candidate>,
+    iou_threshold: f32,
+    class_agnostic: bool,
+    max_per_class: usize,
+    max_keep: usize,
+) -> Vec<Candidate> {
+    cands.retain(|c| c.score.is_finite() && c.bbox.iter().all(|v| v.is_finite()));
+    cands.sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
+    let mut keep: Vec<Candidate> = Vec::with_capacity(max_keep.min(cands.len()));
+    for c in cands.iter() {
+        if keep.len() >= max_keep {
+            break;
+        }
+        let same = |k: &&Candidate| class_agnostic || k.class_id == c.class_id;
+        if keep.iter().filter(same).count() >= max_per_class {
+            continue;
+        }
+        let suppressed = keep
+            .iter()
+            .filter(same)
+            .any(|k| iou(&k.bbox, &c.bbox) > iou_threshold);
+        if !suppressed {
+            keep.push(*c);
+        }
+    }
+    keep
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
