@@ -1,10 +1,19 @@
-//! The pipeline: source → preprocess + infer → track → rules → events, each stage on its own
-//! thread, joined by bounded queues.
+//! The pipeline: source → preprocess → inference → post-processing, tracking, rules → events,
+//! in three stages on their own threads, joined by bounded queues, so that decoding the next
+//! frame and analysing the last one overlap the model run.
 //!
 //! ```text
-//! capture thread ──[FrameQueue: 2]──▶ inference thread ──[channel: 8]──▶ caller's thread
-//! (Source::next_frame)                (Detector::detect)                 (Tracker, Rules, on_event)
+//! capture thread ──[FrameQueue: 1]──▶ inference thread ──[channel: 2]──▶ caller's thread
+//! (Source::next_frame,                (Engine::run: the ONNX          (Decoder::decode: anchors,
+//!  Preprocessor: resize, normalise)    Runtime session only)           NMS; Tracker, Rules, on_event)
+//!        ▲                                  │  ▲                             │
+//!        └──────── input tensors ───────────┘  └──────── output buffers ─────┘
 //! ```
+//!
+//! Buffers go round instead of being allocated per frame: frame pixels go back to the source
+//! ([`Source::recycle`]) once preprocessed, input tensors back to the capture stage once the
+//! model has run, output buffers back to the inference stage once decoded. Every pool is bounded
+//! by the queues it travels through.
 //!
 //! When inference is slower than the source, a **live** source's oldest waiting frame is dropped
 //! and counted (the camera does not wait); a **file** source waits for room, so files are paced by
@@ -19,35 +28,47 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::event::{Event, EventType};
-use crate::infer::{Detection, Detector};
+use crate::infer::{Detector, RawOutputs};
+use crate::preprocess::{InputTensor, Transform};
 use crate::rules::Rules;
-use crate::source::{Frame, Source, SourceStats};
+use crate::source::{Source, SourceStats};
 use crate::track::{Tracker, TrackerOutput};
 
 /// Frames waiting for inference (live sources drop the oldest beyond this).
-pub const FRAME_QUEUE: usize = 2;
-/// Detection results waiting for the tracker.
-pub const RESULT_QUEUE: usize = 8;
+pub const FRAME_QUEUE: usize = 1;
+/// Model outputs waiting for post-processing and the tracker.
+pub const RESULT_QUEUE: usize = 2;
+/// Input tensors and output buffers in circulation beyond the queues (one being filled, one in
+/// use by the next stage).
+const IN_HAND: usize = 2;
 
 /// A bounded frame queue that either drops its oldest entry or makes the producer wait.
-struct FrameQueue {
-    inner: Mutex<QueueState>,
+struct FrameQueue<T> {
+    inner: Mutex<QueueState<T>>,
     changed: Condvar,
     cap: usize,
     drop_oldest: bool,
 }
 
-struct QueueState {
-    frames: VecDeque<(Frame, Instant)>,
+struct QueueState<T> {
+    items: VecDeque<T>,
     closed: bool,
     dropped: u64,
 }
 
-impl FrameQueue {
+/// What became of a pushed item.
+enum Pushed<T> {
+    /// Queued; the oldest entry was dropped to make room (live sources), and is given back.
+    Queued(Option<T>),
+    /// The consumer is gone; the item is given back.
+    Closed(T),
+}
+
+impl<T> FrameQueue<T> {
     fn new(cap: usize, drop_oldest: bool) -> Self {
         FrameQueue {
             inner: Mutex::new(QueueState {
-                frames: VecDeque::with_capacity(cap),
+                items: VecDeque::with_capacity(cap),
                 closed: false,
                 dropped: 0,
             }),
@@ -57,34 +78,34 @@ impl FrameQueue {
         }
     }
 
-    /// Returns false when the queue was closed by the consumer.
-    fn push(&self, frame: Frame, at: Instant) -> bool {
+    fn push(&self, item: T) -> Pushed<T> {
         let Ok(mut q) = self.inner.lock() else {
-            return false;
+            return Pushed::Closed(item);
         };
-        while q.frames.len() >= self.cap && !q.closed {
+        let mut dropped = None;
+        while q.items.len() >= self.cap && !q.closed {
             if self.drop_oldest {
-                q.frames.pop_front();
+                dropped = q.items.pop_front();
                 q.dropped += 1;
             } else {
                 q = match self.changed.wait(q) {
                     Ok(q) => q,
-                    Err(_) => return false,
+                    Err(_) => return Pushed::Closed(item),
                 };
             }
         }
         if q.closed {
-            return false;
+            return Pushed::Closed(item);
         }
-        q.frames.push_back((frame, at));
+        q.items.push_back(item);
         self.changed.notify_all();
-        true
+        Pushed::Queued(dropped)
     }
 
-    fn pop(&self) -> Option<(Frame, Instant)> {
+    fn pop(&self) -> Option<T> {
         let mut q = self.inner.lock().ok()?;
         loop {
-            if let Some(f) = q.frames.pop_front() {
+            if let Some(f) = q.items.pop_front() {
                 self.changed.notify_all();
                 return Some(f);
             }
@@ -131,6 +152,9 @@ pub struct Summary {
     pub first_frame: Option<Duration>,
     /// Wall time from start to the end of the last frame's analytics.
     pub last_frame: Option<Duration>,
+    /// When the first frame's detections reached the analytics stage (the end of the first
+    /// inference and its decoding): with the process's own start time, the start-up figure.
+    pub first_result_at: Option<Instant>,
     /// Milliseconds from a frame leaving the source to each of its events being emitted.
     pub frame_to_event_ms: Vec<f64>,
     /// The error that ended capture early, if any.
@@ -254,14 +278,30 @@ pub struct LiveCounters {
     pub events: AtomicU64,
 }
 
-struct Detected {
+/// Where a frame came from and when.
+#[derive(Debug, Clone, Copy)]
+struct FrameMeta {
     seq: u64,
     captured: SystemTime,
     t: Duration,
     read_at: Instant,
     bytes: u64,
-    detections: Result<Vec<Detection>>,
+}
+
+/// A frame preprocessed by the capture stage, waiting for inference.
+struct Prepared {
+    meta: FrameMeta,
+    tensor: InputTensor,
+    transform: Result<Transform>,
     /// The frame itself, only when a snapshot was asked for.
+    image: Option<crate::RgbFrame>,
+}
+
+/// A frame the model has run on, waiting for post-processing.
+struct Detected {
+    meta: FrameMeta,
+    /// The model's outputs and the transform back to the frame, or why there are none.
+    outputs: Result<(RawOutputs, Transform)>,
     image: Option<crate::RgbFrame>,
 }
 
@@ -285,33 +325,73 @@ pub fn run(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let queue = FrameQueue::new(FRAME_QUEUE, live);
+    let queue = FrameQueue::<Prepared>::new(FRAME_QUEUE, live);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Detected>(RESULT_QUEUE);
+    // buffers on their way back to the stage that fills them
+    let (tensor_back, tensors_returned) =
+        std::sync::mpsc::sync_channel::<InputTensor>(FRAME_QUEUE + IN_HAND);
+    let (raw_back, raws_returned) =
+        std::sync::mpsc::sync_channel::<RawOutputs>(RESULT_QUEUE + IN_HAND);
     let max_frames = opts.max_frames.unwrap_or(u64::MAX);
     let mut summary = Summary::default();
     let counters = opts.live.clone().unwrap_or_default();
     let control = opts.control.clone().unwrap_or_default();
+    let (pre, engine, decoder) = detector.stages();
 
     std::thread::scope(|scope| -> Result<()> {
         let queue = &queue;
         let live_capture = counters.clone();
+        let control_capture = control.clone();
         let capture = std::thread::Builder::new()
             .name("ocellus-capture".into())
             .spawn_scoped(scope, move || {
                 let mut read = 0u64;
                 let mut error = None;
+                let mut spare: Vec<InputTensor> = Vec::new();
                 while read < max_frames && !stop.load(Ordering::Relaxed) {
                     match source.next_frame() {
                         Ok(Some(frame)) => {
                             read += 1;
+                            let read_at = Instant::now();
                             let st = source.stats();
                             live_capture.skipped.store(st.skipped, Ordering::Relaxed);
                             live_capture
                                 .reconnects
                                 .store(st.reconnects, Ordering::Relaxed);
                             live_capture.lost.store(st.lost, Ordering::Relaxed);
-                            if !queue.push(frame, Instant::now()) {
-                                break;
+                            let transform = pre.run(frame.image.as_view());
+                            spare.extend(tensors_returned.try_iter());
+                            let mut tensor = spare.pop().unwrap_or_else(|| pre.new_tensor());
+                            pre.swap_tensor(&mut tensor);
+                            let meta = FrameMeta {
+                                seq: frame.seq,
+                                captured: frame.captured,
+                                t: frame.t,
+                                read_at,
+                                bytes: frame.image.data().len() as u64,
+                            };
+                            let image = if control_capture.want_frame.swap(false, Ordering::Relaxed)
+                            {
+                                Some(frame.image)
+                            } else {
+                                source.recycle(frame.image);
+                                None
+                            };
+                            let item = Prepared {
+                                meta,
+                                tensor,
+                                transform,
+                                image,
+                            };
+                            match queue.push(item) {
+                                Pushed::Queued(None) => {}
+                                Pushed::Queued(Some(old)) => {
+                                    spare.push(old.tensor);
+                                    if let Some(image) = old.image {
+                                        source.recycle(image);
+                                    }
+                                }
+                                Pushed::Closed(_) => break,
                             }
                         }
                         Ok(None) => break,
@@ -326,24 +406,28 @@ pub fn run(
             })
             .map_err(thread_error)?;
 
-        let control_infer = control.clone();
         let infer = std::thread::Builder::new()
             .name("ocellus-infer".into())
             .spawn_scoped(scope, move || {
-                while let Some((frame, read_at)) = queue.pop() {
-                    let detections = detector.detect(&frame.image.as_view());
-                    let image = control_infer
-                        .want_frame
-                        .swap(false, Ordering::Relaxed)
-                        .then(|| frame.image.clone());
-                    let msg = Detected {
+                let mut spare: Vec<RawOutputs> = Vec::new();
+                while let Some(item) = queue.pop() {
+                    let Prepared {
+                        meta,
+                        tensor,
+                        transform,
                         image,
-                        seq: frame.seq,
-                        captured: frame.captured,
-                        t: frame.t,
-                        read_at,
-                        bytes: frame.image.data().len() as u64,
-                        detections,
+                    } = item;
+                    let outputs = transform.and_then(|transform| {
+                        spare.extend(raws_returned.try_iter());
+                        let mut raw = spare.pop().unwrap_or_default();
+                        engine.run(&tensor, &mut raw).map(|()| (raw, transform))
+                    });
+                    // the capture stage fills it again
+                    let _ = tensor_back.try_send(tensor);
+                    let msg = Detected {
+                        meta,
+                        outputs,
+                        image,
                     };
                     if tx.send(msg).is_err() {
                         break;
@@ -354,9 +438,21 @@ pub fn run(
             .map_err(thread_error)?;
 
         let mut last = (0u64, Duration::ZERO, SystemTime::now(), Instant::now());
-        for d in rx.iter() {
+        for msg in rx.iter() {
+            let first_result_at = Instant::now();
+            let Detected {
+                meta: d,
+                outputs,
+                image,
+            } = msg;
             last = (d.seq, d.t, d.captured, d.read_at);
-            let dets = match d.detections {
+            let detections = outputs.and_then(|(raw, transform)| {
+                let dets = decoder.decode(&raw, &transform);
+                // the inference stage fills it again
+                let _ = raw_back.try_send(raw);
+                dets
+            });
+            let dets = match detections {
                 Ok(dets) => dets,
                 Err(e) => {
                     summary.frames_failed += 1;
@@ -366,7 +462,7 @@ pub fn run(
                 }
             };
             let out = tracker.update(d.seq, &dets);
-            if let Some(image) = &d.image
+            if let Some(image) = &image
                 && let Some(req) = control.take_snapshot()
             {
                 let hide: Vec<[f32; 4]> = dets
@@ -426,6 +522,7 @@ pub fn run(
             summary.raw_frame_bytes += d.bytes;
             let now = started.elapsed();
             summary.first_frame.get_or_insert(now);
+            summary.first_result_at.get_or_insert(first_result_at);
             summary.last_frame = Some(now);
             on_progress(&Progress {
                 processed: summary.frames_processed,
@@ -476,7 +573,7 @@ fn thread_error(e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SyntheticSource;
+    use crate::source::{Frame, SyntheticSource};
 
     fn frame(seq: u64) -> Frame {
         Frame {
@@ -487,33 +584,49 @@ mod tests {
         }
     }
 
+    fn queued<T>(p: Pushed<T>) -> Option<Option<T>> {
+        match p {
+            Pushed::Queued(old) => Some(old),
+            Pushed::Closed(_) => None,
+        }
+    }
+
     #[test]
     fn live_queue_drops_the_oldest_and_counts() {
         let q = FrameQueue::new(2, true);
+        let mut given_back = Vec::new();
         for s in 0..5 {
-            assert!(q.push(frame(s), Instant::now()));
+            let old = queued(q.push(frame(s))).expect("open queue");
+            given_back.extend(old.map(|f| f.seq));
         }
         assert_eq!(q.dropped(), 3);
-        assert_eq!(q.pop().map(|f| f.0.seq), Some(3));
-        assert_eq!(q.pop().map(|f| f.0.seq), Some(4));
+        // the dropped frames come back to the producer, to recycle their buffers
+        assert_eq!(given_back, vec![0, 1, 2]);
+        assert_eq!(q.pop().map(|f| f.seq), Some(3));
+        assert_eq!(q.pop().map(|f| f.seq), Some(4));
         q.close();
         assert!(q.pop().is_none());
+        assert!(
+            queued(q.push(frame(5))).is_none(),
+            "a closed queue gives the item back"
+        );
     }
 
     #[test]
     fn file_queue_makes_the_producer_wait() {
         let q = Arc::new(FrameQueue::new(1, false));
-        assert!(q.push(frame(0), Instant::now()));
+        assert!(matches!(q.push(frame(0)), Pushed::Queued(None)));
         let q2 = q.clone();
-        let producer = std::thread::spawn(move || q2.push(frame(1), Instant::now()));
+        let producer =
+            std::thread::spawn(move || matches!(q2.push(frame(1)), Pushed::Queued(None)));
         std::thread::sleep(Duration::from_millis(50));
         assert!(
             !producer.is_finished(),
             "push waits while the queue is full"
         );
-        assert_eq!(q.pop().map(|f| f.0.seq), Some(0));
+        assert_eq!(q.pop().map(|f| f.seq), Some(0));
         assert!(producer.join().unwrap_or(false));
-        assert_eq!(q.pop().map(|f| f.0.seq), Some(1));
+        assert_eq!(q.pop().map(|f| f.seq), Some(1));
         assert_eq!(q.dropped(), 0);
     }
 

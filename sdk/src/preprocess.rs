@@ -262,6 +262,27 @@ impl Preprocessor {
         &self.tensor
     }
 
+    /// A new tensor of this preprocessor's shape and dtype (for a pool of them).
+    pub fn new_tensor(&self) -> InputTensor {
+        self.tensor.clone()
+    }
+
+    /// Trade the tensor the last [`Preprocessor::run`] filled for `spare`, which the next run
+    /// fills: a pipeline stage keeps the filled one and hands it on without copying. `spare` must
+    /// come from [`Preprocessor::new_tensor`] (a tensor of another shape is replaced by a new one).
+    pub fn swap_tensor(&mut self, spare: &mut InputTensor) {
+        std::mem::swap(&mut self.tensor, spare);
+        let fits = self.tensor.shape == spare.shape
+            && match (&self.tensor.data, &spare.data) {
+                (TensorData::U8(a), TensorData::U8(b)) => a.len() == b.len(),
+                (TensorData::F32(a), TensorData::F32(b)) => a.len() == b.len(),
+                _ => false,
+            };
+        if !fits {
+            self.tensor = spare.clone();
+        }
+    }
+
     /// Fit `frame` into the input size and fill the tensor. Returns the box transform back to the frame.
     pub fn run(&mut self, frame: RgbView<'_>) -> Result<Transform> {
         let transform = self.fit(frame)?;

@@ -52,6 +52,13 @@ pub struct SourceStats {
 pub trait Source: Send {
     /// The next frame; `Ok(None)` at the end of a finite source.
     fn next_frame(&mut self) -> Result<Option<Frame>>;
+
+    /// Give a frame's pixels back once they are no longer needed, so the next frame can be
+    /// read into the same buffer instead of a new one (the pipeline does this for every frame).
+    /// Sources that cannot reuse buffers drop it.
+    fn recycle(&mut self, image: RgbFrame) {
+        drop(image);
+    }
     /// Live sources (cameras, RTSP) drop frames when inference falls behind; file sources are paced.
     fn is_live(&self) -> bool;
     /// Number of frames, when known (for progress).
@@ -308,7 +315,12 @@ pub struct FfmpegSource {
     started: Instant,
     stats: SourceStats,
     backoff: Duration,
+    /// buffers given back by [`Source::recycle`], read into before allocating
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most recycled frame buffers a source keeps.
+const SPARE_FRAMES: usize = 2;
 
 impl std::fmt::Debug for FfmpegSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -352,6 +364,7 @@ impl FfmpegSource {
             started: Instant::now(),
             stats: SourceStats::default(),
             backoff: Duration::from_millis(500),
+            spare: Vec::new(),
         };
         s.spawn()?;
         Ok(s)
@@ -371,6 +384,9 @@ impl FfmpegSource {
         if self.live {
             cmd.args(["-rw_timeout", "10000000"]);
         }
+        // One decoding thread: on a small device the model's threads already use every core, and
+        // a second decoder thread only takes time from them (measured in docs/performance.md).
+        cmd.args(["-threads", "1"]);
         cmd.args(["-i", &self.input, "-f", "rawvideo", "-pix_fmt", "rgb24"])
             .args([
                 "-s",
@@ -414,7 +430,9 @@ impl FfmpegSource {
         let Some((_, stdout, _)) = self.child.as_mut() else {
             return Ok(None);
         };
-        let mut buf = vec![0u8; len];
+        let mut buf = self.spare.pop().unwrap_or_default();
+        // no allocation when a recycled buffer of this size came back
+        buf.resize(len, 0);
         let mut got = 0;
         while got < len {
             match stdout.read(&mut buf[got..]) {
@@ -504,6 +522,12 @@ impl Source for FfmpegSource {
                     return Ok(None);
                 }
             }
+        }
+    }
+
+    fn recycle(&mut self, image: RgbFrame) {
+        if self.spare.len() < SPARE_FRAMES {
+            self.spare.push(image.into_raw());
         }
     }
 
