@@ -76,6 +76,16 @@ pub struct Report {
     pub publish: PublishSummary,
     /// From [`Deployment::run`] being called to the detector and source being ready.
     pub startup: Duration,
+    /// When [`Deployment::run`] was called (with a process start time, the time spent before it).
+    pub started_at: Instant,
+    /// Of `startup`: finding and loading the ONNX Runtime library.
+    pub runtime_load: Duration,
+    /// Of `startup`: the model: checksum, session (graph optimisation), input and output checks.
+    pub model_load: Duration,
+    /// Of `startup`: opening the source.
+    pub source_open: Duration,
+    /// The model file that was loaded.
+    pub model_path: PathBuf,
 }
 
 impl Deployment {
@@ -90,7 +100,7 @@ impl Deployment {
                 intra_threads: cfg.runtime.threads,
                 score_threshold: cfg.model.threshold,
                 labels: cfg.model.labels.clone(),
-                verify_checksum: true,
+                ..Default::default()
             },
             onnxruntime: cfg.runtime.onnxruntime.clone(),
             tracker: cfg.tracker.clone(),
@@ -254,16 +264,22 @@ impl Deployment {
         let cloud = !matches!(self.mqtt.profile, crate::cloud::Profile::Generic);
         let (inbox_tx, inbox) = std::sync::mpsc::sync_channel(INBOX);
         let publisher = Publisher::start_with_inbox(self.mqtt.clone(), cloud.then_some(inbox_tx))?;
+        let t_runtime = Instant::now();
         let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
+        let runtime_load = t_runtime.elapsed();
         let (detector_opts, tracker_cfg) = self.tracking_thresholds();
+        let t_model = Instant::now();
         let mut detector = Detector::new(runtime, &self.card, &detector_opts)?;
+        let model_load = t_model.elapsed();
         let tracker = Tracker::new(tracker_cfg)?;
         let rules = Rules::new(
             self.rules.lines.clone(),
             self.rules.zones.clone(),
             self.rules.config.clone(),
         )?;
+        let t_source = Instant::now();
         let source = open(&self)?;
+        let source_open = t_source.elapsed();
         let startup = t0.elapsed();
         // a wrong CA, password or client certificate is a set-up error; an unreachable broker is
         // not (events wait on disk)
@@ -359,6 +375,11 @@ impl Deployment {
             pipeline: result?,
             publish,
             startup,
+            started_at: t0,
+            runtime_load,
+            model_load,
+            source_open,
+            model_path: detector.model_path().to_path_buf(),
         })
     }
 }

@@ -33,6 +33,7 @@ pub mod infer;
 pub mod paths;
 pub mod pipeline;
 pub mod preprocess;
+pub mod procinfo;
 pub mod publish;
 pub mod rules;
 pub mod runtime;

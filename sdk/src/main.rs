@@ -79,6 +79,10 @@ enum Command {
         /// line on stdout, printed once it is stored in the queue).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also write the run's summary (frames, fps, events, start-up, memory, delivery) to this
+        /// file as one JSON object (keys: docs/config.md).
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
     },
     /// The built-in demo: vtest.avi, the SSD person detector, a line and a zone, an in-process broker.
     Demo {
@@ -91,6 +95,9 @@ enum Command {
         /// Port for the in-process broker (default: a free one).
         #[arg(long)]
         port: Option<u16>,
+        /// Also write the run's summary to this file as one JSON object (as `run --summary`).
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
     },
     /// Validate a config file: errors name the key and the line.
     CheckConfig {
@@ -119,7 +126,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Measure raw inference against preprocess + inference + decode on real footage.
+    /// Measure raw inference, the pipeline, start-up and memory on real footage, against the
+    /// full-graph model's raw inference.
     Bench {
         /// Frames to measure.
         #[arg(long, default_value_t = 100)]
@@ -129,6 +137,13 @@ enum Command {
         video: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
+        /// A model card whose raw inference is measured on the same frames, interleaved (default:
+        /// for a card named `*-cut`, ssd-mobilenet-v2-coco.toml next to it; otherwise none).
+        #[arg(long, value_name = "CARD")]
+        baseline: Option<PathBuf>,
+        /// Do not measure start-up and peak memory in a child `ocellus run`.
+        #[arg(long)]
+        no_child: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -140,6 +155,8 @@ pub(crate) const EXIT_PARTIAL: u8 = 1;
 pub(crate) const EXIT_SETUP: u8 = 2;
 
 fn main() -> ExitCode {
+    // before anything else: the start of the start-up figure
+    ocellus::procinfo::mark_start();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OCELLUS_LOG")
@@ -167,19 +184,40 @@ fn main() -> ExitCode {
             frames,
             video,
             model,
+            baseline,
+            no_child,
             format,
-        } => bench::run(cli.onnxruntime, &model, frames, video, format),
+        } => bench::run(
+            cli.onnxruntime,
+            &model,
+            &bench::Options {
+                frames,
+                video,
+                baseline,
+                child: !no_child,
+            },
+            format,
+        ),
         Command::Run {
             config,
             frames,
             quiet,
             format,
-        } => run::run(&config, frames, cli.onnxruntime, quiet, format),
+            summary,
+        } => run::run(
+            &config,
+            frames,
+            cli.onnxruntime,
+            quiet,
+            format,
+            summary.as_deref(),
+        ),
         Command::Demo {
             frames,
             broker,
             port,
-        } => run::demo(frames, broker, port, cli.onnxruntime),
+            summary,
+        } => run::demo(frames, broker, port, cli.onnxruntime, summary.as_deref()),
         Command::BenchDelivery {
             events,
             broker,
@@ -224,24 +262,53 @@ fn devices(format: Format) -> ocellus::Result<u8> {
     Ok(0)
 }
 
+/// The card `--model` names, or the built-in SSD.
+pub(crate) fn load_card(args: &ModelArgs) -> ocellus::Result<ocellus::card::ModelCard> {
+    use ocellus::card::ModelCard;
+    match &args.model {
+        Some(path) => ModelCard::load(path),
+        None => ModelCard::builtin_ssd_cut(),
+    }
+}
+
 /// Load the runtime, the card and the detector.
 pub(crate) fn load_detector(
     onnxruntime: Option<PathBuf>,
     args: &ModelArgs,
     labels: Option<Vec<String>>,
 ) -> ocellus::Result<ocellus::infer::Detector> {
-    use ocellus::card::ModelCard;
+    let card = load_card(args)?;
+    detector_for(onnxruntime, &card, args, labels)
+}
+
+/// Load the runtime and a detector for `card` with the options of `args` (its `model` aside).
+pub(crate) fn detector_for(
+    onnxruntime: Option<PathBuf>,
+    card: &ocellus::card::ModelCard,
+    args: &ModelArgs,
+    labels: Option<Vec<String>>,
+) -> ocellus::Result<ocellus::infer::Detector> {
     let runtime =
         ocellus::runtime::Runtime::init(&ocellus::runtime::Locator::from_env(onnxruntime))?;
-    let card = match &args.model {
-        Some(path) => ModelCard::load(path)?,
-        None => ModelCard::builtin_ssd()?,
-    };
     let opts = ocellus::infer::DetectorOptions {
         intra_threads: args.threads,
         score_threshold: args.threshold,
         labels,
         verify_checksum: !args.no_verify,
+        ..Default::default()
     };
-    ocellus::infer::Detector::new(runtime, &card, &opts)
+    ocellus::infer::Detector::new(runtime, card, &opts)
+}
+
+/// Milliseconds, as a float.
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The `p` quantile (0..=1, nearest rank) of `v`, which it sorts; `None` for no values.
+pub(crate) fn percentile(v: &mut [f64], p: f64) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let last = v.len().checked_sub(1)?;
+    let i = ((last as f64 * p.clamp(0.0, 1.0)).round() as usize).min(last);
+    v.get(i).copied()
 }

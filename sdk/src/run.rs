@@ -1,10 +1,13 @@
 //! `ocellus run`, `ocellus demo` and `ocellus check-config`.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 use ocellus::card::ModelCard;
 use ocellus::config::{Config, RulesSection, SourceConfig, VideoInput};
@@ -12,10 +15,11 @@ use ocellus::deploy::{Deployment, Report};
 use ocellus::event::{Event, EventType};
 use ocellus::infer::DetectorOptions;
 use ocellus::pipeline::{Options, Progress};
+use ocellus::procinfo::MIB;
 use ocellus::publish::MqttSettings;
 use ocellus::rules::{LineRule, RulesConfig, ZoneRule};
 
-use crate::Format;
+use crate::{Format, ms, percentile};
 
 /// Ctrl-C / SIGTERM set the flag (a clean stop); a second Ctrl-C exits at once.
 fn stop_flag() -> ocellus::Result<Arc<AtomicBool>> {
@@ -113,7 +117,43 @@ fn print_event_line(ev: &Event, accepted: bool) {
     );
 }
 
-fn print_summary(report: &Report) {
+/// Start-up and memory, from this process's start (`procinfo::mark_start` in `main`).
+struct Figures {
+    /// Process start → the end of the first frame's inference (the start-up figure).
+    first_inference: Option<Duration>,
+    /// Process start → detector and source ready.
+    ready: Duration,
+    /// Pipeline start → the first frame through inference and analytics.
+    first_frame: Option<Duration>,
+    /// `VmHWM`, bytes.
+    rss_peak: Option<u64>,
+    /// The model file's size, bytes.
+    model_file: Option<u64>,
+}
+
+impl Figures {
+    fn of(report: &Report) -> Figures {
+        let start = ocellus::procinfo::start().unwrap_or(report.started_at);
+        let since = |t: Instant| t.saturating_duration_since(start);
+        Figures {
+            first_inference: report.pipeline.first_result_at.map(since),
+            ready: since(report.started_at + report.startup),
+            first_frame: report.pipeline.first_frame,
+            rss_peak: ocellus::procinfo::peak_rss_bytes(),
+            model_file: std::fs::metadata(&report.model_path).ok().map(|m| m.len()),
+        }
+    }
+
+    fn rss_peak_mib(&self) -> Option<f64> {
+        self.rss_peak.map(|b| b as f64 / MIB)
+    }
+
+    fn model_file_mib(&self) -> Option<f64> {
+        self.model_file.map(|b| b as f64 / MIB)
+    }
+}
+
+fn print_summary(report: &Report, f: &Figures) {
     let p = &report.pipeline;
     let m = &report.publish;
     eprintln!("---- summary");
@@ -160,12 +200,180 @@ fn print_summary(report: &Report) {
             m.recovered, m.torn, m.dropped, m.refused
         );
     }
-    eprintln!(
-        "start-up: {:.0} ms (model, source)",
-        report.startup.as_secs_f64() * 1e3
+    let split = format!(
+        "model {:.0} ms, source {:.0} ms, ONNX Runtime {:.0} ms",
+        ms(report.model_load),
+        ms(report.source_open),
+        ms(report.runtime_load)
     );
+    match f.first_inference {
+        Some(first) => {
+            let first_frame = f.first_frame.unwrap_or_default();
+            let other = first
+                .saturating_sub(report.model_load + report.source_open + report.runtime_load)
+                .saturating_sub(first_frame);
+            eprintln!(
+                "start-up: {:.0} ms from process start to the first inference ({split}, first frame {:.0} ms, other {:.0} ms)",
+                ms(first),
+                ms(first_frame),
+                ms(other)
+            );
+        }
+        None => eprintln!(
+            "start-up: no inference ran; ready {:.0} ms after process start ({split})",
+            ms(f.ready)
+        ),
+    }
+    let model = match f.model_file_mib() {
+        Some(m) => format!("model file {m:.1} MiB"),
+        None => format!("model file {} unreadable", report.model_path.display()),
+    };
+    match (f.rss_peak_mib(), f.model_file_mib()) {
+        (Some(rss), Some(m)) => eprintln!(
+            "memory:   peak RSS {rss:.1} MiB ({model}, {:.1} MiB beyond it)",
+            rss - m
+        ),
+        (Some(rss), None) => eprintln!("memory:   peak RSS {rss:.1} MiB ({model})"),
+        (None, _) => eprintln!("memory:   peak RSS not available on this platform ({model})"),
+    }
     if let Some(e) = &p.source_error {
         eprintln!("source:   ended early: {e}");
+    }
+}
+
+/// `--summary FILE`: created before the run (a path that cannot be written is a set-up error),
+/// filled after it.
+struct SummaryFile {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl SummaryFile {
+    fn create(path: &Path) -> ocellus::Result<SummaryFile> {
+        let file = std::fs::File::create(path).map_err(|source| ocellus::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(SummaryFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Write the summary; false (with a warning printed) if the write failed.
+    fn write(mut self, summary: &RunSummary<'_>) -> bool {
+        let text = serde_json::to_string(summary).unwrap_or_default();
+        match writeln!(self.file, "{text}").and_then(|_| self.file.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot write the summary to {}: {e}",
+                    self.path.display()
+                );
+                false
+            }
+        }
+    }
+}
+
+/// The run's summary as JSON (`--summary FILE`); keys documented in docs/config.md.
+#[derive(Serialize)]
+struct RunSummary<'a> {
+    schema: &'static str,
+    device: &'a str,
+    model: &'a str,
+    model_file: String,
+    frames_read: u64,
+    frames_processed: u64,
+    fps: f64,
+    steady_fps: f64,
+    frames_dropped: u64,
+    frames_skipped: u64,
+    frames_failed: u64,
+    events: BTreeMap<&'static str, u64>,
+    event_count: u64,
+    raw_frame_bytes: u64,
+    first_inference_ms: Option<f64>,
+    startup_ms: f64,
+    runtime_load_ms: f64,
+    model_load_ms: f64,
+    source_open_ms: f64,
+    first_frame_ms: Option<f64>,
+    rss_peak_mib: Option<f64>,
+    model_file_mib: Option<f64>,
+    rss_beyond_model_mib: Option<f64>,
+    frame_to_event_ms_p50: Option<f64>,
+    frame_to_event_ms_p99: Option<f64>,
+    publish: PublishCounters<'a>,
+    source_error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PublishCounters<'a> {
+    accepted: u64,
+    acked: u64,
+    sent: u64,
+    queued: u64,
+    refused: u64,
+    dropped: u64,
+    recovered: u64,
+    torn: u64,
+    connects: u64,
+    event_bytes: u64,
+    flushed: bool,
+    last_error: Option<&'a str>,
+}
+
+impl<'a> RunSummary<'a> {
+    fn new(device: &'a str, model: &'a str, report: &'a Report, f: &Figures) -> Self {
+        let p = &report.pipeline;
+        let m = &report.publish;
+        let mut latencies = p.frame_to_event_ms.clone();
+        RunSummary {
+            schema: "ocellus.run-summary/1",
+            device,
+            model,
+            model_file: report.model_path.display().to_string(),
+            frames_read: p.frames_read,
+            frames_processed: p.frames_processed,
+            fps: p.fps(),
+            steady_fps: p.steady_fps(),
+            frames_dropped: p.frames_dropped,
+            frames_skipped: p.source.skipped,
+            frames_failed: p.frames_failed,
+            events: EventType::ALL
+                .iter()
+                .map(|t| (t.as_str(), p.events.get(t).copied().unwrap_or(0)))
+                .collect(),
+            event_count: p.event_count(),
+            raw_frame_bytes: p.raw_frame_bytes,
+            first_inference_ms: f.first_inference.map(ms),
+            startup_ms: ms(f.ready),
+            runtime_load_ms: ms(report.runtime_load),
+            model_load_ms: ms(report.model_load),
+            source_open_ms: ms(report.source_open),
+            first_frame_ms: f.first_frame.map(ms),
+            rss_peak_mib: f.rss_peak_mib(),
+            model_file_mib: f.model_file_mib(),
+            rss_beyond_model_mib: f.rss_peak_mib().zip(f.model_file_mib()).map(|(r, m)| r - m),
+            frame_to_event_ms_p50: percentile(&mut latencies, 0.5),
+            frame_to_event_ms_p99: percentile(&mut latencies, 0.99),
+            publish: PublishCounters {
+                accepted: m.accepted,
+                acked: m.acked,
+                sent: m.sent,
+                queued: m.queued,
+                refused: m.refused,
+                dropped: m.dropped,
+                recovered: m.recovered,
+                torn: m.torn,
+                connects: m.connects,
+                event_bytes: m.event_bytes,
+                flushed: m.flushed,
+                last_error: m.last_error.as_deref(),
+            },
+            source_error: p.source_error.as_deref(),
+        }
     }
 }
 
@@ -174,7 +382,10 @@ fn execute(
     frames: Option<u64>,
     print_events: bool,
     format: Format,
+    summary: Option<&Path>,
 ) -> ocellus::Result<u8> {
+    let summary_file = summary.map(SummaryFile::create).transpose()?;
+    let (device, model) = (d.device.clone(), d.card.name.clone());
     let stop = stop_flag()?;
     let queue_dir = d.mqtt.queue.dir.clone();
     let bar = std::cell::RefCell::new(ProgressBar::new());
@@ -205,7 +416,11 @@ fn execute(
         |p| bar.borrow_mut().draw(p),
     )?;
     bar.borrow().finish();
-    print_summary(&report);
+    let figures = Figures::of(&report);
+    print_summary(&report, &figures);
+    let summary_written = summary_file
+        .map(|f| f.write(&RunSummary::new(&device, &model, &report, &figures)))
+        .unwrap_or(true);
     // a source that could not deliver a single frame is a failed start, not a run
     if let (0, Some(e)) = (
         report.pipeline.frames_processed,
@@ -230,7 +445,7 @@ fn execute(
         );
         return Ok(crate::EXIT_PARTIAL);
     }
-    if lost > 0 {
+    if lost > 0 || !summary_written {
         return Ok(crate::EXIT_PARTIAL);
     }
     Ok(0)
@@ -242,6 +457,7 @@ pub(crate) fn run(
     onnxruntime: Option<PathBuf>,
     quiet: bool,
     format: Format,
+    summary: Option<&Path>,
 ) -> ocellus::Result<u8> {
     let cfg = Config::load(config)?;
     let mut d = Deployment::from_config(&cfg);
@@ -261,7 +477,7 @@ pub(crate) fn run(
         },
         d.mqtt.queue.dir.display()
     );
-    execute(d, frames, !quiet, format)
+    execute(d, frames, !quiet, format, summary)
 }
 
 pub(crate) fn check_config(config: &Path) -> ocellus::Result<u8> {
@@ -317,6 +533,7 @@ pub(crate) fn demo(
     broker: Option<String>,
     port: Option<u16>,
     onnxruntime: Option<PathBuf>,
+    summary: Option<&Path>,
 ) -> ocellus::Result<u8> {
     let video = ocellus::paths::footage_dir().join("vtest.avi");
     if !video.is_file() {
@@ -361,7 +578,7 @@ pub(crate) fn demo(
             fps: None,
             looped: false,
         },
-        card: ModelCard::builtin_ssd()?,
+        card: ModelCard::builtin_ssd_cut()?,
         detector: DetectorOptions {
             labels: Some(vec!["person".into()]),
             ..Default::default()
@@ -382,14 +599,14 @@ pub(crate) fn demo(
         d.mqtt.broker()
     );
     eprintln!("  watch with: mosquitto_sub -h {host} -p {port} -t 'ocellus/#' -v");
-    execute(d, frames, true, Format::Text)
+    execute(d, frames, true, Format::Text, summary)
 }
 
 /// A directory removed when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(prefix: &str) -> ocellus::Result<TempDir> {
+    pub(crate) fn new(prefix: &str) -> ocellus::Result<TempDir> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -401,7 +618,7 @@ impl TempDir {
         })?;
         Ok(TempDir(dir))
     }
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -306,3 +306,149 @@ fn devices_lists_every_v4l2_node_or_says_there_is_none() {
         .collect();
     assert_eq!(listed.len(), nodes.len(), "{out}");
 }
+
+/// The card the start-up and memory figures are about: the cut SSD, post-processed natively.
+const SUMMARY_CARD: &str = "ssd-mobilenet-v2-coco-cut";
+
+#[test]
+fn run_summary_has_start_up_and_memory_in_json_and_text() {
+    let broker = common::broker::Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("site.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[device]
+id = "cam-summary"
+
+[source]
+kind = "video"
+path = "{video}"
+
+[model]
+card = "{card}"
+labels = ["person"]
+
+[[rules.line]]
+name = "walkway"
+a = [0.75, 0.3]
+b = [0.75, 0.75]
+
+[mqtt]
+url = "{url}"
+topic_prefix = "summary"
+
+[queue]
+dir = "{queue}"
+"#,
+            video = common::footage("vtest.avi").display(),
+            card = common::card_path(&format!("{SUMMARY_CARD}.toml")).display(),
+            url = broker.url(),
+            queue = dir.path().join("queue").display(),
+        ),
+    )
+    .unwrap();
+    let summary = dir.path().join("summary.json");
+    let (code, _, err) = run(common::bin()
+        .args(["run", "--quiet", "--frames", "20", "--config"])
+        .arg(&config)
+        .arg("--summary")
+        .arg(&summary));
+    assert_eq!(code, 0, "{err}\nmosquitto:\n{}", broker.log());
+
+    let text = std::fs::read_to_string(&summary).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let num = |k: &str| {
+        v[k].as_f64()
+            .unwrap_or_else(|| panic!("`{k}` is not a number in {text}"))
+    };
+    assert_eq!(v["schema"], "ocellus.run-summary/1");
+    assert_eq!(v["model"], SUMMARY_CARD);
+    assert_eq!(v["frames_processed"], 20, "{text}");
+    assert!(num("fps") > 0.0 && num("steady_fps") > 0.0, "{text}");
+    for k in ["frames_dropped", "frames_skipped", "frames_failed"] {
+        assert_eq!(v[k], 0, "{k}: {text}");
+    }
+    // the model file it names, and its size
+    let model_file = std::path::PathBuf::from(v["model_file"].as_str().unwrap());
+    let model_mib = std::fs::metadata(&model_file).unwrap().len() as f64 / (1024.0 * 1024.0);
+    assert!((num("model_file_mib") - model_mib).abs() < 0.01, "{text}");
+    // start-up: every part positive, the parts inside the whole, the first inference last
+    let (first, ready) = (num("first_inference_ms"), num("startup_ms"));
+    let (runtime, model, source) = (
+        num("runtime_load_ms"),
+        num("model_load_ms"),
+        num("source_open_ms"),
+    );
+    assert!(runtime > 0.0 && model > 0.0 && source > 0.0, "{text}");
+    assert!(runtime + model + source <= ready, "{text}");
+    assert!(ready < first, "{text}");
+    assert!(
+        num("first_frame_ms") > 0.0 && num("first_frame_ms") < first,
+        "{text}"
+    );
+    assert!(first < 600_000.0, "{text}");
+    // memory: the model is loaded, so the peak is above its file; and it is not absurd
+    let rss = num("rss_peak_mib");
+    assert!(rss > model_mib && rss < 16_384.0, "{text}");
+    assert!((num("rss_beyond_model_mib") - (rss - model_mib)).abs() < 0.01);
+    // events and delivery
+    let by_type: u64 = v["events"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(by_type), v["event_count"].as_u64(), "{text}");
+    assert_eq!(v["publish"]["flushed"], true, "{text}");
+    assert_eq!(v["publish"]["acked"], v["publish"]["accepted"], "{text}");
+    if by_type > 0 {
+        assert!(num("frame_to_event_ms_p50") <= num("frame_to_event_ms_p99"));
+    }
+
+    // the same figures in the text summary on stderr
+    let line = |prefix: &str| {
+        err.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{err}"))
+            .to_owned()
+    };
+    let startup = line("start-up: ");
+    assert!(
+        startup.contains("ms from process start to the first inference (model ")
+            && startup.contains(" ms, source "),
+        "{startup}"
+    );
+    let memory = line("memory: ");
+    assert!(
+        memory.contains("peak RSS ")
+            && memory.contains("MiB (model file ")
+            && memory.contains("MiB beyond it)"),
+        "{memory}"
+    );
+}
+
+#[test]
+fn run_summary_to_an_unwritable_path_fails_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("site.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nid = \"cam\"\n\n[source]\nkind = \"synthetic\"\nframes = 2\n\n[model]\ncard = \"{}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n\n[queue]\ndir = \"{}\"\n",
+            common::card_path("ssd-mobilenet-v2-coco.toml").display(),
+            dir.path().join("queue").display()
+        ),
+    )
+    .unwrap();
+    let bad = dir.path().join("no-such-dir").join("summary.json");
+    let (code, _, err) = run(common::bin()
+        .args(["run", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--summary")
+        .arg(&bad));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no-such-dir"), "{err}");
+    assert!(!err.contains("---- summary"), "{err}");
+}
