@@ -158,12 +158,20 @@ fn print_summary(report: &Report, f: &Figures) {
     let m = &report.publish;
     eprintln!("---- summary");
     eprintln!(
-        "frames:   {} processed at {:.1} fps, {} dropped (inference behind a live source), {} skipped (undecodable), {} failed",
+        "frames:   {} processed at {:.1} fps, {} dropped (inference behind a live source), {} skipped (undecodable), {} failed{}",
         p.frames_processed,
         p.fps(),
         p.frames_dropped,
         p.source.skipped,
-        p.frames_failed
+        p.frames_failed,
+        if p.source.lost > 0 {
+            format!(
+                ", {} lost at the source (not read in time, or a camera gap)",
+                p.source.lost
+            )
+        } else {
+            String::new()
+        }
     );
     let by_type: Vec<String> = EventType::ALL
         .iter()

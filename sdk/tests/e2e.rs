@@ -416,7 +416,9 @@ fn a_simulated_sensor_source_runs_through_the_whole_pipeline() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("source sensor"), "{stderr}");
-    // 90 fps is faster than inference here: a live source drops the oldest frames, counted
+    // 90 fps is faster than inference here: a live source drops the oldest frames, counted; in a
+    // debug build the capture stage itself (which also preprocesses) may be the slower one, and
+    // then the sensor's own frames pass unread, counted as lost at the source
     let frames = stderr
         .lines()
         .find_map(|l| l.strip_prefix("frames:"))
@@ -430,8 +432,14 @@ fn a_simulated_sensor_source_runs_through_the_whole_pipeline() {
             .unwrap_or_else(|| panic!("no `{after}` in {frames}"))
     };
     let (processed, dropped) = (num("processed"), num("dropped"));
+    let lost = frames
+        .split(',')
+        .find(|p| p.contains("lost at the source"))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
     assert_eq!(processed + dropped, 30, "{stderr}");
-    assert!(processed > 0 && dropped > 0, "{stderr}");
+    assert!(processed > 0 && dropped + lost > 0, "{stderr}");
     assert!(!stderr.contains("violation"), "{stderr}");
     assert_eq!(
         retained(broker.port, "e2e/e2e-sensor/status").as_deref(),

@@ -330,6 +330,8 @@ pub struct SensorSource {
     auto_exposure: Option<AutoExposure>,
     period: Duration,
     seq: u64,
+    /// Frame slots of the simulated sensor since it started (delivered or missed).
+    tick: u64,
     started: Instant,
     stats: SourceStats,
     describe: String,
@@ -491,6 +493,7 @@ impl SensorSource {
             auto_exposure: settings.auto_exposure.then(AutoExposure::default),
             period,
             seq: 0,
+            tick: 0,
             started: Instant::now(),
             stats: SourceStats::default(),
             describe,
@@ -525,7 +528,19 @@ impl SensorSource {
     fn capture(&mut self) -> Result<Option<(RgbFrame, Duration)>> {
         match &mut self.pixels {
             Pixels::Sim(sim) => {
-                let t = self.period * u32::try_from(self.seq).unwrap_or(u32::MAX);
+                // A sensor streams whether or not it is read: slots that passed while the reader
+                // was busy are frames the driver would have dropped (counted as lost), as a
+                // real camera's would be.
+                let slot = |tick: u64| self.period * u32::try_from(tick).unwrap_or(u32::MAX);
+                let elapsed = self.started.elapsed();
+                if !self.period.is_zero() && elapsed > slot(self.tick + 1) {
+                    let now_tick = (elapsed.as_nanos() / self.period.as_nanos()) as u64;
+                    let missed = now_tick.saturating_sub(self.tick);
+                    self.stats.lost += missed;
+                    self.tick = now_tick;
+                }
+                let t = slot(self.tick);
+                self.tick += 1;
                 sleep_until(self.started, t);
                 let raw = sim.capture().map_err(|e| Error::Device {
                     device: "IMX219 (simulated)".into(),
