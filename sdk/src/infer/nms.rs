@@ -21,21 +21,13 @@ pub fn nms(
     class_agnostic: bool,
     max_keep: usize,
 ) -> Vec<Candidate> {
-    cands.retain(|c| c.score.is_finite() && c.bbox.iter().all(|v| v.is_finite()));
-    cands.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut keep: Vec<Candidate> = Vec::with_capacity(max_keep.min(cands.len()));
-    for c in cands {
-        if keep.len() >= max_keep {
-            break;
-        }
-        let suppressed = keep.iter().any(|k| {
-            (class_agnostic || k.class_id == c.class_id) && iou(&k.bbox, &c.bbox) > iou_threshold
-        });
-        if !suppressed {
-            keep.push(c);
-        }
-    }
-    keep
+    nms_capped(
+        &mut cands,
+        iou_threshold,
+        class_agnostic,
+        usize::MAX,
+        max_keep,
+    )
 }
 
 /// [`nms`] with a bound per class too, on a caller's buffer (sorted in place, left in any order):
@@ -50,7 +42,8 @@ pub fn nms_capped(
     max_keep: usize,
 ) -> Vec<Candidate> {
     cands.retain(|c| c.score.is_finite() && c.bbox.iter().all(|v| v.is_finite()));
-    cands.sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
+    // stable: equal scores keep the model's order
+    cands.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut keep: Vec<Candidate> = Vec::with_capacity(max_keep.min(cands.len()));
     for c in cands.iter() {
         if keep.len() >= max_keep {
