@@ -558,7 +558,7 @@ fps = 10.0                      # pace the file at 10 frames/s (omit: as fast as
 loop = false                    # restart the file at its end
 
 [model]
-card = "models/ssd-mobilenet-v2-coco.toml"
+card = "models/ssd-mobilenet-v2-coco-cut.toml"   # the SSD with native post-processing (the default detector)
 threshold = 0.5                 # 0..=1; omit to use the card's
 labels = ["person"]             # keep only these labels of the card
 
