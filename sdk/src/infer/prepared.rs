@@ -180,11 +180,11 @@ impl Drop for Staging {
 pub fn stage(root: &Path, card: &ModelCard, machine: &str) -> Option<Staging> {
     let target = dir_for(root, card, machine);
     let parent = root.to_path_buf();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = parent.join(format!(".staging-{}-{nanos}", std::process::id()));
+    // unique per process and per call: two detectors of one process may build at once
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = parent.join(format!(".staging-{}-{n}", std::process::id()));
+    remove_abandoned(&parent);
     match std::fs::create_dir_all(&dir) {
         Ok(()) => Some(Staging {
             dir,
@@ -198,6 +198,26 @@ pub fn stage(root: &Path, card: &ModelCard, machine: &str) -> Option<Staging> {
                 parent.display()
             );
             None
+        }
+    }
+}
+
+/// Staging directories of processes killed while optimising (an hour is far longer than any
+/// optimisation takes) would otherwise keep a model's worth of disk each.
+fn remove_abandoned(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > hour);
+        if old && e.file_name().to_string_lossy().starts_with(".staging-") {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
