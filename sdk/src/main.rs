@@ -4,6 +4,7 @@ mod bench;
 mod bench_delivery;
 mod broker;
 mod detect;
+mod model_cmd;
 mod run;
 
 use std::path::PathBuf;
@@ -99,6 +100,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
     },
+    /// Converted models: check one against its card's conformance references, accept it (write
+    /// its manifest), or record references for a new card (see docs/model-card.md).
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
     /// Validate a config file: errors name the key and the line.
     CheckConfig {
         /// The config file.
@@ -225,6 +230,7 @@ fn main() -> ExitCode {
             format,
         } => bench_delivery::run(events, broker, fsync_ms, format),
         Command::CheckConfig { config } => run::check_config(&config),
+        Command::Model(cmd) => model_cmd::run(cli.onnxruntime, &cmd),
         Command::Devices { format } => devices(format),
     };
     match result {

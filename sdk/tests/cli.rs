@@ -206,7 +206,8 @@ const OrtApiBase *OrtGetApiBase(void) { return &base; }
     assert!(err.contains("models/provision.sh"), "{err}");
 }
 
-/// A copy of the SSD card whose model is the first third of the real one.
+/// A copy of the SSD card whose model is the first third of the real one, beside the manifest
+/// that accepted the real one (or, with `record_truncated_sha`, one edited to accept the cut).
 fn truncated_model_card(dir: &Path, record_truncated_sha: bool) -> std::path::PathBuf {
     let card_text =
         std::fs::read_to_string(common::card_path("ssd-mobilenet-v2-coco.toml")).unwrap();
@@ -214,14 +215,20 @@ fn truncated_model_card(dir: &Path, record_truncated_sha: bool) -> std::path::Pa
     let real = card.resolve_file().unwrap();
     let bytes = std::fs::read(&real).unwrap();
     let cut = &bytes[..bytes.len() / 3];
-    std::fs::write(dir.join("cut.onnx"), cut).unwrap();
-    let mut text = card_text.replace(&format!("file = \"{}\"", card.file), "file = \"cut.onnx\"");
+    let model = dir.join("cut.onnx");
+    std::fs::write(&model, cut).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ocellus::manifest::path_for(&real)).unwrap())
+            .unwrap();
     if record_truncated_sha {
-        text = text.replace(
-            &format!("sha256 = \"{}\"", card.sha256),
-            &format!("sha256 = \"{}\"", common::onnx::sha256_hex(cut)),
-        );
+        manifest["sha256"] = common::onnx::sha256_hex(cut).into();
     }
+    std::fs::write(
+        ocellus::manifest::path_for(&model),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let text = card_text.replace(&format!("file = \"{}\"", card.file), "file = \"cut.onnx\"");
     let p = dir.join("cut.toml");
     std::fs::write(&p, text).unwrap();
     p
@@ -231,7 +238,7 @@ fn truncated_model_card(dir: &Path, record_truncated_sha: bool) -> std::path::Pa
 fn a_truncated_model_is_refused_by_checksum_and_by_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let img = vtest0_png(dir.path());
-    // the card's checksum catches it first
+    // the sha256 its manifest recorded catches it first
     let card = truncated_model_card(dir.path(), false);
     let (code, _, err) = run(common::bin()
         .args(["detect", "--model"])
@@ -239,7 +246,7 @@ fn a_truncated_model_is_refused_by_checksum_and_by_the_runtime() {
         .arg(&img));
     assert_eq!(code, 2);
     assert!(err.contains("sha256") && err.contains("cut.onnx"), "{err}");
-    // with a card that matches the truncated file (or --no-verify), ONNX Runtime refuses it
+    // with a manifest that matches the truncated file (or --no-verify), ONNX Runtime refuses it
     let card = truncated_model_card(dir.path(), true);
     let (code, _, err) = run(common::bin()
         .args(["detect", "--model"])

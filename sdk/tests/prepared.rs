@@ -85,16 +85,22 @@ fn an_optimised_copy_is_made_once_reused_and_rebuilt_when_damaged() {
     drop(bytes);
     let mut third = Detector::new(rt, &card, &opts).unwrap();
     assert_eq!(third.prepared(), Some(dir.as_path()));
-    let copy = prepared::find(cache.path(), &card, &prepared::machine()).expect("a new copy");
+    let sha = card.expected_sha256(&card.resolve_file().unwrap()).unwrap();
+    let copy = prepared::find(cache.path(), &card, &sha, &prepared::machine()).expect("a new copy");
     copy.verify().unwrap();
     same(&third.detect(&view).unwrap(), &reference);
 
-    // the card's own file is still checked when a copy exists: a card claiming the same sha256
-    // for a damaged file is refused, not served from the copy
+    // the card's own file is still checked when a copy exists: a damaged file beside a manifest
+    // that accepted the intact one is refused, not served from the copy
     let bad_dir = tempfile::tempdir().unwrap();
     let real = card.resolve_file().unwrap();
     let full = std::fs::read(&real).unwrap();
     std::fs::write(bad_dir.path().join("damaged.onnx"), &full[..full.len() / 2]).unwrap();
+    std::fs::copy(
+        ocellus::manifest::path_for(&real),
+        ocellus::manifest::path_for(&bad_dir.path().join("damaged.onnx")),
+    )
+    .unwrap();
     let text = std::fs::read_to_string(&card.path).unwrap().replace(
         &format!("file = \"{}\"", card.file),
         "file = \"damaged.onnx\"",
@@ -112,8 +118,13 @@ fn an_optimised_copy_is_made_once_reused_and_rebuilt_when_damaged() {
     );
 
     // another machine (ONNX Runtime build or CPU) has a copy of its own
-    let here = prepared::dir_for(cache.path(), &card, &prepared::machine());
-    let there = prepared::dir_for(cache.path(), &card, "another runtime | another cpu");
+    let here = prepared::dir_for(cache.path(), &card, &sha, &prepared::machine());
+    let there = prepared::dir_for(cache.path(), &card, &sha, "another runtime | another cpu");
     assert_ne!(here, there);
-    assert!(prepared::find(cache.path(), &card, "another runtime | another cpu").is_none());
+    assert!(prepared::find(cache.path(), &card, &sha, "another runtime | another cpu").is_none());
+    // and another accepted conversion (another CPU's bytes) has a copy of its own
+    assert_ne!(
+        here,
+        prepared::dir_for(cache.path(), &card, &"0".repeat(64), &prepared::machine())
+    );
 }

@@ -6,6 +6,7 @@
 //! output of an unexpected shape or element type is an [`Error::ModelOutput`] naming the output.
 
 pub mod blazeface;
+pub mod conformance;
 pub mod nms;
 pub mod prepared;
 pub mod ssd;
@@ -223,6 +224,15 @@ pub struct RawOutputs {
 }
 
 impl RawOutputs {
+    /// Every output of the last run, in the order the decoder asked for them.
+    pub fn iter(&self) -> impl Iterator<Item = OutputTensor<'_>> {
+        self.names
+            .iter()
+            .zip(&self.shapes)
+            .zip(&self.data)
+            .map(|((n, s), d)| OutputTensor::new(n, s, d))
+    }
+
     /// Output `name` of the last run.
     pub fn get(&self, name: &str) -> Result<OutputTensor<'_>> {
         let i = self
@@ -372,13 +382,21 @@ impl Detector {
         if !opts.prepare {
             return Self::from_card_file(runtime, card, opts, None);
         }
+        let model_path = card.resolve_file()?;
+        // the sha256 the file must have: the card's, or the manifest that accepted a converted
+        // model (read now: it names the optimised copy; the file itself is hashed below)
+        let model_sha = match card.expected_sha256(&model_path) {
+            Ok(sha) => sha,
+            Err(e) if opts.verify_checksum => return Err(e),
+            // unchecked and unpinned: no copy can be matched to it
+            Err(_) => return Self::from_card_file(runtime, card, opts, None),
+        };
         let machine = prepared::machine();
         let root = opts
             .prepared_dir
             .clone()
             .unwrap_or_else(prepared::default_root);
-        if let Some(copy) = prepared::find(&root, card, &machine) {
-            let model_path = card.resolve_file()?;
+        if let Some(copy) = prepared::find(&root, card, &model_sha, &machine) {
             let load = || Self::load_with(runtime, card, &copy.model(), opts, Build::Prepared);
             // The card's own file is still checked (a damaged model is reported, not hidden by the
             // copy), and so is the copy; both hashes run beside the session build.
@@ -409,11 +427,11 @@ impl Detector {
                 }
             }
         }
-        let staging = prepared::stage(&root, card, &machine);
+        let staging = prepared::stage(&root, card, &model_sha, &machine);
         let mut det =
             Self::from_card_file(runtime, card, opts, staging.as_ref().map(|s| s.model()))?;
         if let Some(staging) = staging {
-            match prepared::commit(staging, card, &machine) {
+            match prepared::commit(staging, card, &model_sha, &machine) {
                 Ok(dir) => {
                     tracing::info!(
                         "kept a copy of {} optimised for this machine in {}",
@@ -654,6 +672,11 @@ impl Detector {
     /// not the model run).
     pub fn last_decode_time(&self) -> std::time::Duration {
         self.last_decode
+    }
+
+    /// The raw outputs of the last [`Detector::infer`] (or [`Detector::detect`]).
+    pub fn raw_outputs(&self) -> &RawOutputs {
+        &self.raw
     }
 
     /// Run the model on the current input tensor and discard the results (for benchmarks).

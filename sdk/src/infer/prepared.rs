@@ -34,7 +34,7 @@ const MANIFEST: &str = "manifest.json";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Manifest {
     schema: String,
-    /// sha256 of the model file the copy was made from (the card's).
+    /// sha256 of the model file the copy was made from (the card's, or its manifest's).
     source_sha256: String,
     /// What the rewrite depends on: the ONNX Runtime build and the CPU.
     machine: String,
@@ -120,8 +120,9 @@ pub fn default_root() -> PathBuf {
     crate::paths::cache_dir().join("prepared")
 }
 
-/// Where a card's copy for this machine lives under `root`.
-pub fn dir_for(root: &Path, card: &ModelCard, machine: &str) -> PathBuf {
+/// Where the copy of a card's model (whose file has sha256 `model_sha`) for this machine lives
+/// under `root`.
+pub fn dir_for(root: &Path, card: &ModelCard, model_sha: &str, machine: &str) -> PathBuf {
     let name: String = card
         .name
         .chars()
@@ -135,7 +136,7 @@ pub fn dir_for(root: &Path, card: &ModelCard, machine: &str) -> PathBuf {
         .collect();
     root.join(format!(
         "{name}-{}-{}",
-        card.sha256.get(..16).unwrap_or(&card.sha256),
+        model_sha.get(..16).unwrap_or(model_sha),
         short_hash(machine)
     ))
 }
@@ -143,12 +144,12 @@ pub fn dir_for(root: &Path, card: &ModelCard, machine: &str) -> PathBuf {
 /// The card's copy for this machine, if one was made (its files are checked by
 /// [`Prepared::verify`]). A manifest for another model or machine, or one that cannot be read,
 /// counts as none.
-pub fn find(root: &Path, card: &ModelCard, machine: &str) -> Option<Prepared> {
-    let dir = dir_for(root, card, machine);
+pub fn find(root: &Path, card: &ModelCard, model_sha: &str, machine: &str) -> Option<Prepared> {
+    let dir = dir_for(root, card, model_sha, machine);
     let text = std::fs::read_to_string(dir.join(MANIFEST)).ok()?;
     let manifest: Manifest = serde_json::from_str(&text).ok()?;
     (manifest.schema == SCHEMA
-        && manifest.source_sha256 == card.sha256
+        && manifest.source_sha256 == model_sha
         && manifest.machine == machine)
         .then_some(Prepared { dir, manifest })
 }
@@ -177,8 +178,8 @@ impl Drop for Staging {
 
 /// Make a staging directory next to where the card's copy goes; `None` (with a warning) when the
 /// cache is not writable: the model then runs without a saved copy.
-pub fn stage(root: &Path, card: &ModelCard, machine: &str) -> Option<Staging> {
-    let target = dir_for(root, card, machine);
+pub fn stage(root: &Path, card: &ModelCard, model_sha: &str, machine: &str) -> Option<Staging> {
+    let target = dir_for(root, card, model_sha, machine);
     let parent = root.to_path_buf();
     // unique per process and per call: two detectors of one process may build at once
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -224,14 +225,19 @@ fn remove_abandoned(root: &Path) {
 
 /// Record the hashes of what ONNX Runtime wrote and move the copy into place. Another process
 /// that got there first wins; its copy is as good.
-pub fn commit(staging: Staging, card: &ModelCard, machine: &str) -> Result<PathBuf> {
+pub fn commit(
+    staging: Staging,
+    card: &ModelCard,
+    model_sha: &str,
+    machine: &str,
+) -> Result<PathBuf> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
     };
     let manifest = Manifest {
         schema: SCHEMA.into(),
-        source_sha256: card.sha256.clone(),
+        source_sha256: model_sha.to_owned(),
         machine: machine.to_owned(),
         model_sha256: sha256_file(&staging.dir.join(MODEL))?,
         weights_sha256: sha256_file(&staging.dir.join(WEIGHTS))?,
@@ -246,14 +252,16 @@ pub fn commit(staging: Staging, card: &ModelCard, machine: &str) -> Result<PathB
     f.sync_all().map_err(io(&path))?;
     if staging.target.exists() {
         // a damaged or stale copy was found before we started, or another process just made one
-        if find(&staging.root, card, machine).is_some() {
+        if find(&staging.root, card, model_sha, machine).is_some() {
             return Ok(staging.target.clone());
         }
         std::fs::remove_dir_all(&staging.target).map_err(io(&staging.target))?;
     }
     match std::fs::rename(&staging.dir, &staging.target) {
         Ok(()) => Ok(staging.target.clone()),
-        Err(_) if find(&staging.root, card, machine).is_some() => Ok(staging.target.clone()),
+        Err(_) if find(&staging.root, card, model_sha, machine).is_some() => {
+            Ok(staging.target.clone())
+        }
         Err(e) => Err(Error::Io {
             path: staging.target.clone(),
             source: e,

@@ -98,3 +98,117 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// One field of a protobuf message: its number, and either a varint or the byte range of a
+/// length-delimited payload within the buffer.
+enum Field {
+    Varint(u32, u64),
+    Bytes(u32, std::ops::Range<usize>),
+}
+
+fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The fields of the message in `buf[range]` (fixed-width fields are skipped).
+fn fields(buf: &[u8], range: std::ops::Range<usize>) -> Vec<Field> {
+    let mut out = Vec::new();
+    let mut pos = range.start;
+    while pos < range.end {
+        let Some(key) = read_varint(buf, &mut pos) else {
+            break;
+        };
+        let (field, wire) = ((key >> 3) as u32, key & 7);
+        match wire {
+            0 => match read_varint(buf, &mut pos) {
+                Some(v) => out.push(Field::Varint(field, v)),
+                None => break,
+            },
+            1 => pos += 8,
+            5 => pos += 4,
+            2 => {
+                let Some(len) = read_varint(buf, &mut pos) else {
+                    break;
+                };
+                let end = pos + len as usize;
+                out.push(Field::Bytes(field, pos..end));
+                pos = end;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+fn graph_range(model: &[u8]) -> std::ops::Range<usize> {
+    fields(model, 0..model.len())
+        .into_iter()
+        .find_map(|f| match f {
+            Field::Bytes(7, r) => Some(r), // ModelProto.graph
+            _ => None,
+        })
+        .expect("an ONNX model has a graph")
+}
+
+/// The float initializers of a model stored as `raw_data`: name and byte range of the data, so a
+/// test can change weights in place (the file keeps its layout).
+pub fn float_initializers(model: &[u8]) -> Vec<(String, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    for f in fields(model, graph_range(model)) {
+        let Field::Bytes(5, t) = f else { continue }; // GraphProto.initializer
+        let (mut name, mut float, mut raw) = (String::new(), false, None);
+        for tf in fields(model, t) {
+            match tf {
+                Field::Varint(2, v) => float = v == FLOAT as u64, // data_type
+                Field::Bytes(8, r) => name = String::from_utf8_lossy(&model[r]).into_owned(),
+                Field::Bytes(9, r) => raw = Some(r), // raw_data
+                _ => {}
+            }
+        }
+        if let (true, Some(r)) = (float, raw) {
+            out.push((name, r));
+        }
+    }
+    out
+}
+
+/// The weight input (the second input) of every `Conv` node, in graph order.
+pub fn conv_weights(model: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in fields(model, graph_range(model)) {
+        let Field::Bytes(1, n) = f else { continue }; // GraphProto.node
+        let (mut inputs, mut op) = (Vec::new(), String::new());
+        for nf in fields(model, n) {
+            match nf {
+                Field::Bytes(1, r) => inputs.push(String::from_utf8_lossy(&model[r]).into_owned()),
+                Field::Bytes(4, r) => op = String::from_utf8_lossy(&model[r]).into_owned(),
+                _ => {}
+            }
+        }
+        if let (true, Some(w)) = (op == "Conv", inputs.get(1)) {
+            out.push(w.clone());
+        }
+    }
+    out
+}
+
+/// Apply `f` to every f32 in `bytes[range]` (little-endian).
+pub fn map_floats(
+    bytes: &mut [u8],
+    range: std::ops::Range<usize>,
+    mut f: impl FnMut(usize, f32) -> f32,
+) {
+    for (i, c) in bytes[range].chunks_exact_mut(4).enumerate() {
+        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        c.copy_from_slice(&f(i, v).to_le_bytes());
+    }
+}
