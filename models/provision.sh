@@ -244,6 +244,8 @@ for card in "$here/ssd-mobilenet-v2-coco.toml" "$here/ssd-mobilenet-v2-coco-cut.
     || { tail -n 20 "$ssd_dir/tf2onnx.log" >&2; fail "tf2onnx conversion of $ssd_pb failed"; }
   "$ssd_dir/venv/bin/python" "$here/canonicalize_onnx.py" "$raw" "$ssd_dir/$onnx_name" \
     || fail "canonicalising $raw failed"
+  ocellus_build
+  step="$(basename "$card" .toml) ($card)"
   say "checking $onnx_name against the conformance references of $(basename "$card")"
   accept "$card" "$ssd_dir/$onnx_name" "$converter" \
     || { step="$(basename "$card" .toml) ($card)"; fail "the converted $onnx_name does not compute what $card records (above: which input, which output, by how much); nothing was installed"; }

@@ -116,8 +116,10 @@ pub struct Queue {
     pub refused_full: u64,
     /// Removed unsent: older than `queue.max_age_s`.
     pub expired: u64,
-    /// Damaged records skipped at start (a torn write from a crash).
+    /// Damaged places skipped at start (a torn write from a crash, a bad sector).
     pub torn: u64,
+    /// Unacknowledged events lost to that damage.
+    pub lost: u64,
     /// Found unacknowledged at start (from an earlier run).
     pub recovered: u64,
 }
@@ -256,6 +258,7 @@ impl Reporter {
                 refused_full: q.refused_full,
                 expired: q.expired,
                 torn: q.torn,
+                lost: q.lost,
                 recovered: self.recovered,
             },
             mqtt: Mqtt {

@@ -161,8 +161,11 @@ pub struct PublishSummary {
     pub connects: u64,
     /// Unacknowledged events found in the queue at start (from an earlier run).
     pub recovered: u64,
-    /// Damaged records skipped when the queue was opened (a torn tail after a crash).
+    /// Damaged places found when the queue was opened (a torn tail, a bad sector); the intact
+    /// records around them are kept.
     pub torn: u64,
+    /// Unacknowledged events lost to that damage (counted from sequence-number gaps).
+    pub lost: u64,
     /// Events still in the queue at the stop: kept on disk, sent first at the next start.
     pub queued: u64,
     /// Whether the queue was empty (everything acknowledged) when the publisher stopped.
@@ -352,9 +355,10 @@ impl Publisher {
         }
         if open.torn > 0 {
             tracing::warn!(
-                "event queue {}: skipped {} damaged record(s) (a write cut short by a crash or power loss)",
+                "event queue {}: {} damaged place(s) skipped, {} unacknowledged event(s) lost with them; every intact event is kept",
                 settings.queue.dir.display(),
-                open.torn
+                open.torn,
+                open.lost
             );
         }
         let (client, connection) = Client::new(opts, REQUEST_CHANNEL);
@@ -540,6 +544,7 @@ impl Publisher {
             connects: s.connects.load(Ordering::Relaxed),
             recovered: self.shared.open.recovered,
             torn: self.shared.open.torn,
+            lost: self.shared.open.lost,
             queued: q.depth,
             flushed: q.depth == 0,
             last_error: s.last_error.lock().ok().and_then(|e| e.clone()),

@@ -204,8 +204,8 @@ fn print_summary(report: &Report, f: &Figures) {
     );
     if m.recovered + m.torn + m.dropped + m.refused > 0 {
         eprintln!(
-            "queue:    {} recovered from an earlier run, {} damaged record(s) skipped, {} dropped by the bounds, {} refused",
-            m.recovered, m.torn, m.dropped, m.refused
+            "queue:    {} recovered from an earlier run, {} damaged place(s) skipped ({} event(s) lost with them), {} dropped by the bounds, {} refused",
+            m.recovered, m.torn, m.lost, m.dropped, m.refused
         );
     }
     let split = format!(
@@ -326,6 +326,7 @@ struct PublishCounters<'a> {
     dropped: u64,
     recovered: u64,
     torn: u64,
+    lost: u64,
     connects: u64,
     event_bytes: u64,
     flushed: bool,
@@ -375,6 +376,7 @@ impl<'a> RunSummary<'a> {
                 dropped: m.dropped,
                 recovered: m.recovered,
                 torn: m.torn,
+                lost: m.lost,
                 connects: m.connects,
                 event_bytes: m.event_bytes,
                 flushed: m.flushed,
@@ -444,7 +446,14 @@ fn execute(
             m.dropped + m.refused
         );
     }
-    let lost = m.dropped + m.refused;
+    if m.lost > 0 {
+        eprintln!(
+            "warning: {} unacknowledged event(s) were lost to damage in the queue files at {} (the damaged bytes are kept in its damaged/ directory)",
+            m.lost,
+            queue_dir.display()
+        );
+    }
+    let lost = m.dropped + m.refused + m.lost;
     if !m.flushed {
         eprintln!(
             "warning: the broker did not acknowledge everything before the stop: {} event(s) wait in {} and are sent first at the next start",

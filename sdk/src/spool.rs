@@ -87,11 +87,61 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+
+#[cfg(unix)]
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+
+/// Queue directories are 0700 and their files 0600: events name places and people's movements.
+trait Private {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl Private for fs::DirBuilder {
+    fn mode_private(&mut self) -> &mut Self {
+        #[cfg(unix)]
+        self.mode(0o700);
+        self
+    }
+}
+
+impl Private for OpenOptions {
+    fn mode_private(&mut self) -> &mut Self {
+        #[cfg(unix)]
+        self.mode(0o600);
+        self
+    }
+}
+
+/// Create (or replace) a file readable by this user only.
+fn private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode_private()
+        .open(path)
+}
+
+/// Make an existing file or directory private (a queue made by an older version was 0755/0644).
+fn make_private(path: &Path, dir: bool) {
+    #[cfg(unix)]
+    {
+        let mode = if dir { 0o700 } else { 0o600 };
+        if let Ok(m) = fs::metadata(path)
+            && m.permissions().mode() & 0o777 != mode
+            && let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        {
+            tracing::warn!("cannot restrict the permissions of {}: {e}", path.display());
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, dir);
+}
 
 /// What [`Spool::append`] does when the queue is at `max_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -195,8 +245,12 @@ pub struct SpoolStats {
     pub refused_full: u64,
     /// Records removed unsent because they were older than `max_age`.
     pub expired: u64,
-    /// Damaged records skipped when the queue was opened (a torn tail after a crash, bad checksums).
+    /// Damaged places found when the queue was opened (a torn tail after a crash, a bad sector);
+    /// the intact records after each are kept.
     pub torn: u64,
+    /// Unacknowledged records lost to that damage (from the gaps in the sequence numbers around
+    /// each damaged place).
+    pub lost: u64,
     /// Writes or fsyncs that failed since open (disk full, I/O error).
     pub write_errors: u64,
 }
@@ -206,8 +260,10 @@ pub struct SpoolStats {
 pub struct OpenReport {
     /// Unacknowledged records found (sent first, in order).
     pub recovered: u64,
-    /// Damaged records or tails skipped.
+    /// Damaged places found (each one's intact neighbours are kept).
     pub torn: u64,
+    /// Unacknowledged records lost to the damage.
+    pub lost: u64,
 }
 
 /// `len u32 | crc32 u32`.
@@ -231,6 +287,10 @@ const PERIODIC_RANGES: usize = 4096;
 const INDEX_SLACK: usize = 1024;
 /// Wait after a failed segment rewrite (a full disk) before trying again.
 const COMPACT_RETRY: Duration = Duration::from_secs(10);
+/// Where damaged bytes found at open are set aside for inspection.
+const DAMAGED_DIR: &str = "damaged";
+/// Most bytes kept in `damaged/` (older damage is not replaced; more is reported, not kept).
+const MAX_DAMAGED_KEPT: u64 = 4 << 20;
 /// 2020-01-01T00:00:00Z: older stamps come from an unset clock and are not expired by age.
 const PLAUSIBLE_UNIX_MS: u64 = 1_577_836_800_000;
 
@@ -307,6 +367,8 @@ pub struct Spool {
     ack_dirty: bool,
     /// The last persist left out some ranges.
     ack_partial: bool,
+    /// `next_seq` as last persisted (a torn tail's loss is counted up to it at the next open).
+    persisted_next_seq: u64,
     last_ack_write: Instant,
     /// No segment rewrite before this (after a failed one).
     compact_after: Option<Instant>,
@@ -476,6 +538,179 @@ fn decode_ack(b: &[u8]) -> Option<AckState> {
     })
 }
 
+/// A record found by [`scan_segment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Found {
+    seq: u64,
+    appended_ms: u64,
+    offset: u64,
+    size: u64,
+}
+
+/// What [`scan_segment`] found in one segment's bytes.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Scan {
+    /// Every record that checks out (length, crc, body, seq order), in file order.
+    records: Vec<Found>,
+    /// Byte ranges `[start, end)` that are not part of any such record.
+    damaged: Vec<(u64, u64)>,
+}
+
+/// Smallest framed record: header and fixed fields, empty topic and payload.
+const MIN_RECORD: u64 = HEADER + FIXED;
+/// Most of one segment file read at open (far above `segment_bytes`; bytes beyond are damage).
+const MAX_SCAN_BYTES: u64 = 256 << 20;
+
+/// The record at `off`, if one checks out there with a seq in `lo..hi`.
+fn record_at(bytes: &[u8], off: usize, lo: u64, hi: u64) -> Option<Found> {
+    let len = u64::from(le_u32(bytes, off)?);
+    let size = HEADER.checked_add(len)?;
+    let end = off.checked_add(usize::try_from(size).ok()?)?;
+    if len < FIXED || end > bytes.len() {
+        return None;
+    }
+    // the seq first: a cheap test that random bytes almost never pass, before the crc
+    let seq = le_u64(bytes, off + HEADER as usize)?;
+    if seq < lo || seq >= hi {
+        return None;
+    }
+    let body = bytes.get(off + HEADER as usize..end)?;
+    if crc32fast::hash(body) != le_u32(bytes, off + 4)? {
+        return None;
+    }
+    let b = parse_body(body)?;
+    Some(Found {
+        seq,
+        appended_ms: b.appended_ms,
+        offset: off as u64,
+        size,
+    })
+}
+
+/// Read a segment's records, resynchronising past damage: where a record does not check out, the
+/// scan moves on byte by byte until one does (its length, crc, body and a seq above the last good
+/// one, below `next_base`, and no further above it than the bytes in between could have held).
+/// `prev` is the last good seq before this segment.
+fn scan_segment(bytes: &[u8], base: u64, prev: Option<u64>, next_base: Option<u64>) -> Scan {
+    let mut scan = Scan::default();
+    let mut lo = prev.map_or(base, |p| p.saturating_add(1)).max(base);
+    let mut damage_from: Option<usize> = None;
+    let mut good_end = 0usize;
+    let mut off = 0usize;
+    while off < bytes.len() {
+        // seqs within a segment are consecutive but for rare skips: a record cannot be further
+        // ahead than the records the bytes since the last good one could have held
+        let room = (off - good_end) as u64 / MIN_RECORD + 64;
+        let hi = next_base.unwrap_or(u64::MAX).min(lo.saturating_add(room));
+        match record_at(bytes, off, lo, hi) {
+            Some(r) => {
+                if let Some(from) = damage_from.take() {
+                    scan.damaged.push((from as u64, off as u64));
+                }
+                lo = r.seq.saturating_add(1);
+                off += r.size as usize;
+                good_end = off;
+                scan.records.push(r);
+            }
+            None => {
+                damage_from.get_or_insert(off);
+                off += 1;
+            }
+        }
+    }
+    if let Some(from) = damage_from {
+        scan.damaged.push((from as u64, bytes.len() as u64));
+    }
+    scan
+}
+
+impl AckState {
+    /// Whether `seq` is acknowledged or removed.
+    fn covers(&self, seq: u64) -> bool {
+        seq < self.low_water
+            || self
+                .ranges
+                .binary_search_by(|&(a, b)| {
+                    if b <= seq {
+                        std::cmp::Ordering::Less
+                    } else if a > seq {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                })
+                .is_ok()
+    }
+
+    /// Seqs in `a..b` that are neither acknowledged nor removed (bounded work: ranges, not seqs).
+    fn unacked_in(&self, a: u64, b: u64) -> u64 {
+        if b <= a {
+            return 0;
+        }
+        let start = a.max(self.low_water);
+        if start >= b {
+            return 0;
+        }
+        let covered: u64 = self
+            .ranges
+            .iter()
+            .map(|&(x, y)| y.min(b).saturating_sub(x.max(start)))
+            .sum();
+        (b - start).saturating_sub(covered)
+    }
+}
+
+/// Bytes already kept in `damaged/`.
+fn damaged_kept_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir.join(DAMAGED_DIR)).map_or(0, |rd| {
+        rd.flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
+/// Copy `bytes[from..to]` of segment `seg` to `damaged/<segment>.<from>-<to>.bin`, within
+/// `budget`; the path written, or `None` (already kept, no budget left, or not writable).
+fn set_aside(
+    dir: &Path,
+    seg: &Path,
+    bytes: &[u8],
+    from: u64,
+    to: u64,
+    budget: &mut u64,
+) -> Option<PathBuf> {
+    let name = seg.file_name()?.to_string_lossy().into_owned();
+    let path = dir
+        .join(DAMAGED_DIR)
+        .join(format!("{name}.{from}-{to}.bin"));
+    if path.exists() {
+        return Some(path);
+    }
+    let data = bytes.get(from as usize..(to as usize).min(bytes.len()))?;
+    let n = data.len() as u64;
+    if n > *budget {
+        return None;
+    }
+    let r = fs::DirBuilder::new()
+        .recursive(true)
+        .mode_private()
+        .create(dir.join(DAMAGED_DIR))
+        .and_then(|()| private_file(&path))
+        .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_data()));
+    match r {
+        Ok(()) => {
+            *budget -= n;
+            Some(path)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            tracing::warn!("cannot keep damaged queue bytes in {}: {e}", path.display());
+            None
+        }
+    }
+}
+
 /// `read_exact`, but a short file is `Ok(false)`.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     match r.read_exact(buf) {
@@ -488,21 +723,28 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
 /// Make sure `dir` is a usable directory.
 fn prepare_dir(dir: &Path) -> Result<()> {
     match fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => {
+            make_private(dir, true);
+            Ok(())
+        }
         Ok(_) => Err(qerr(
             dir,
             "is not a directory (a file of that name exists); remove the file or set queue.dir \
              to a directory path",
         )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(dir).map_err(|e| {
-            qerr(
-                dir,
-                format!(
-                    "cannot create the directory ({e}); create it with write permission for \
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode_private()
+            .create(dir)
+            .map_err(|e| {
+                qerr(
+                    dir,
+                    format!(
+                        "cannot create the directory ({e}); create it with write permission for \
                          this user, or set queue.dir to a writable place"
-                ),
-            )
-        }),
+                    ),
+                )
+            }),
         Err(e) => Err(qerr(
             dir,
             format!(
@@ -520,6 +762,7 @@ fn take_lock(dir: &Path) -> Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode_private()
         .open(&path)
         .map_err(|e| qerr(dir, io_message("creating the lock file `lock`", &e)))?;
     match f.try_lock() {
@@ -563,7 +806,7 @@ fn take_lock(dir: &Path) -> Result<File> {
 fn probe(dir: &Path) -> io::Result<()> {
     let path = dir.join(PROBE_FILE);
     let r = (|| -> io::Result<()> {
-        let mut f = File::create(&path)?;
+        let mut f = private_file(&path)?;
         f.write_all(b"ocellus queue probe\n")?;
         f.sync_all()?;
         Ok(())
@@ -609,6 +852,7 @@ impl Spool {
             if name.ends_with(".tmp") {
                 let _ = fs::remove_file(entry.path());
             } else if let Some(base) = parse_seg_name(name) {
+                make_private(&entry.path(), false);
                 names.push((base, entry.path()));
             }
         }
@@ -653,6 +897,7 @@ impl Spool {
             dir_dirty: false,
             ack_dirty: true,
             ack_partial: false,
+            persisted_next_seq: 0,
             last_ack_write: Instant::now(),
             compact_after: None,
             clock_skew_ms: 0,
@@ -670,18 +915,19 @@ impl Spool {
         let report = OpenReport {
             recovered: spool.live_count,
             torn: spool.counters.torn,
+            lost: spool.counters.lost,
         };
         Ok((spool, report))
     }
 
-    /// Read every segment, build the index, truncate a torn tail, pick the segment to append to.
+    /// Read every segment, build the index, resynchronise past damage (keeping every intact record,
+    /// setting the damaged bytes aside), truncate a torn tail, pick the segment to append to.
     fn load(&mut self, names: &[(u64, PathBuf)], ack: &AckState) -> Result<()> {
         let dir = self.cfg.dir.clone();
         let mut last_seq: Option<u64> = None;
         let mut max_name: Option<u64> = None;
-        let mut range_at = 0usize;
-        let mut body = Vec::new();
         let mut appendable = false;
+        let mut kept_budget = MAX_DAMAGED_KEPT.saturating_sub(damaged_kept_bytes(&dir));
         for (k, (base, path)) in names.iter().enumerate() {
             let is_last = k + 1 == names.len();
             let next_base = names.get(k + 1).map(|n| n.0);
@@ -698,7 +944,13 @@ impl Spool {
             };
             let file = File::open(path).map_err(read_err)?;
             let file_len = file.metadata().map_err(read_err)?.len();
-            let mut r = BufReader::with_capacity(256 << 10, file);
+            let take = file_len.min(MAX_SCAN_BYTES);
+            let mut bytes = Vec::with_capacity(take as usize);
+            file.take(take).read_to_end(&mut bytes).map_err(read_err)?;
+            let mut scan = scan_segment(&bytes, *base, last_seq, next_base);
+            if file_len > take {
+                scan.damaged.push((take, file_len));
+            }
             let mut seg = Segment {
                 base: *base,
                 path: path.clone(),
@@ -708,90 +960,73 @@ impl Spool {
                 reader: None,
                 delete_warned: false,
             };
-            let mut off = 0u64;
-            let mut damaged = false;
-            while off < file_len {
-                let mut head = [0u8; HEADER as usize];
-                if file_len - off < HEADER || !read_full(&mut r, &mut head).map_err(read_err)? {
-                    damaged = true;
-                    break;
-                }
-                let len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
-                let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-                let size = HEADER + len;
-                if len < FIXED || size > file_len - off || size > u64::from(u32::MAX) {
-                    damaged = true;
-                    break;
-                }
-                body.resize(len as usize, 0);
-                if !read_full(&mut r, &mut body).map_err(read_err)? || crc32fast::hash(&body) != crc
-                {
-                    damaged = true;
-                    break;
-                }
-                let Some(rec) = parse_body(&body) else {
-                    damaged = true;
-                    break;
-                };
-                let seq = rec.seq;
-                if seq < *base
-                    || last_seq.is_some_and(|l| seq <= l)
-                    || next_base.is_some_and(|nb| seq >= nb)
-                {
-                    damaged = true;
-                    break;
-                }
-                last_seq = Some(seq);
-                while ack.ranges.get(range_at).is_some_and(|r| r.1 <= seq) {
-                    range_at += 1;
-                }
-                let removed =
-                    seq < ack.low_water || ack.ranges.get(range_at).is_some_and(|r| r.0 <= seq);
-                if !removed {
+            let seg_prev = last_seq;
+            for r in &scan.records {
+                if !ack.covers(r.seq) {
                     self.index.push_back(Entry {
-                        seq,
-                        appended_ms: rec.appended_ms,
-                        offset: off,
-                        size: size as u32,
+                        seq: r.seq,
+                        appended_ms: r.appended_ms,
+                        offset: r.offset,
+                        size: r.size as u32,
                         removed: false,
                     });
                     seg.live += 1;
-                    seg.live_bytes += size;
+                    seg.live_bytes += r.size;
                 }
-                off += size;
+                last_seq = Some(r.seq);
             }
-            appendable = is_last && !damaged;
-            if damaged {
+            let tail_from = scan.damaged.last().filter(|d| d.1 >= file_len).map(|d| d.0);
+            appendable = is_last && file_len <= take;
+            for &(from, to) in &scan.damaged {
+                // the records the damage may have held: between the good ones around it
+                let i = scan.records.partition_point(|r| r.offset < from);
+                let before = i
+                    .checked_sub(1)
+                    .and_then(|j| scan.records.get(j))
+                    .map(|r| r.seq)
+                    .or(seg_prev);
+                let after = match scan.records.get(i) {
+                    Some(r) => r.seq,
+                    None if is_last => ack.next_seq.max(before.map_or(*base, |b| b + 1)),
+                    None => next_base.unwrap_or(0),
+                };
+                let first = before.map_or(*base, |b| b.saturating_add(1)).max(*base);
+                let lost = ack.unacked_in(first, after);
                 self.counters.torn += 1;
-                if is_last {
-                    let cut = OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .and_then(|f| f.set_len(off).and_then(|()| f.sync_data()));
-                    match cut {
-                        Ok(()) => {
-                            tracing::warn!(
-                                "event queue {}: {} has a torn record at byte {off} (a write cut \
-                                 short by a crash or power loss); truncated there",
-                                dir.display(),
-                                path.display()
-                            );
-                            seg.file_len = off;
-                            appendable = true;
-                        }
-                        Err(e) => tracing::warn!(
-                            "event queue {}: {} has a torn record at byte {off} and cannot be \
-                             truncated ({e}); it is skipped from there",
+                self.counters.lost += lost;
+                let kept = set_aside(&dir, path, &bytes, from, to, &mut kept_budget);
+                let intact_after = scan.records.len() - i;
+                tracing::warn!(
+                    "event queue {}: {} is damaged at bytes {from}..{to}; {intact_after} intact \
+                     record(s) after it kept, {lost} unacknowledged record(s) lost{}",
+                    dir.display(),
+                    path.display(),
+                    match &kept {
+                        Some(p) => format!("; the damaged bytes are in {}", p.display()),
+                        None => String::new(),
+                    }
+                );
+            }
+            if let (true, Some(cut_at)) = (is_last, tail_from) {
+                // a torn tail: nothing intact after it; append after the last good record
+                let cut = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_len(cut_at).and_then(|()| f.sync_data()));
+                match cut {
+                    Ok(()) => {
+                        seg.file_len = cut_at;
+                        appendable = true;
+                    }
+                    Err(e) => {
+                        appendable = false;
+                        tracing::warn!(
+                            "event queue {}: {} cannot be truncated at its torn tail ({e}); new \
+                             events go to a new segment",
                             dir.display(),
                             path.display()
-                        ),
+                        );
                     }
-                } else {
-                    tracing::warn!(
-                        "event queue {}: {} is damaged at byte {off}; the rest of it is skipped",
-                        dir.display(),
-                        path.display()
-                    );
                 }
             }
             self.live_count += seg.live;
@@ -963,8 +1198,12 @@ impl Spool {
             let len = fs::metadata(&seg.path).map_or(seg.file_len, |m| m.len());
             self.disk_bytes = self.disk_bytes - seg.file_len + len;
             seg.file_len = len;
-            // the seq of the partial record is never used, so no file name can collide
+            // the seq of the partial record is never used, so no file name can collide; record
+            // that it was never stored, or the next open would count it lost (best effort: on a
+            // full disk this write fails too)
             self.next_seq += 1;
+            self.ack_dirty = true;
+            let _ = self.write_ack(true);
         }
     }
 
@@ -987,7 +1226,12 @@ impl Spool {
 
     fn start_segment(&mut self, base: u64) -> Result<()> {
         let path = self.cfg.dir.join(seg_name(base));
-        let f = match OpenOptions::new().create_new(true).append(true).open(&path) {
+        let f = match OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .mode_private()
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) => {
                 self.counters.write_errors += 1;
@@ -1131,9 +1375,12 @@ impl Spool {
             self.remove_at(0, Why::Expired);
         }
         let mut result = self.fsync_if_due(false);
-        if (self.ack_dirty || self.ack_partial)
-            && self.last_ack_write.elapsed() >= self.cfg.fsync_interval
-        {
+        let since = self.last_ack_write.elapsed();
+        // new records alone (nothing acknowledged: the broker is away) are recorded at most once
+        // a second, so that a damaged tail's loss is counted at the next open
+        let seq_lags = self.next_seq != self.persisted_next_seq
+            && since >= self.cfg.fsync_interval.max(Duration::from_secs(1));
+        if ((self.ack_dirty || self.ack_partial) && since >= self.cfg.fsync_interval) || seq_lags {
             match self.write_ack(false) {
                 Ok(()) => self.delete_dead_segments(),
                 Err(e) => result = result.and(Err(e)),
@@ -1152,7 +1399,7 @@ impl Spool {
     /// that was acknowledged.
     pub fn sync(&mut self) -> Result<()> {
         let mut result = self.fsync_if_due(true);
-        if self.ack_dirty || self.ack_partial {
+        if self.ack_dirty || self.ack_partial || self.next_seq != self.persisted_next_seq {
             match self.write_ack(true) {
                 Ok(()) => self.delete_dead_segments(),
                 Err(e) => result = result.and(Err(e)),
@@ -1326,7 +1573,7 @@ impl Spool {
         let bytes = encode_ack(&state);
         let tmp = self.cfg.dir.join(ACK_TMP);
         let r = (|| -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = private_file(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_data()?;
             fs::rename(&tmp, self.cfg.dir.join(ACK_FILE))?;
@@ -1343,6 +1590,7 @@ impl Spool {
         }
         self.ack_dirty = false;
         self.ack_partial = partial;
+        self.persisted_next_seq = state.next_seq;
         Ok(())
     }
 
@@ -1437,7 +1685,7 @@ impl Spool {
         let mut moved = Vec::new();
         let r = (|| -> io::Result<u64> {
             let mut src = File::open(&path)?;
-            let mut out = BufWriter::with_capacity(256 << 10, File::create(&tmp)?);
+            let mut out = BufWriter::with_capacity(256 << 10, private_file(&tmp)?);
             let mut buf = Vec::new();
             let mut off = 0u64;
             for i in lo..hi {
@@ -1743,7 +1991,8 @@ mod tests {
             rep,
             OpenReport {
                 recovered: 9,
-                torn: 1
+                torn: 1,
+                lost: 0
             }
         );
         assert_eq!(s.stats().torn, 1);
@@ -1762,7 +2011,8 @@ mod tests {
             rep,
             OpenReport {
                 recovered: 10,
-                torn: 0
+                torn: 0,
+                lost: 0
             }
         );
         let got = drain(&mut s);
@@ -1806,7 +2056,8 @@ mod tests {
             rep,
             OpenReport {
                 recovered: 10,
-                torn: 1
+                torn: 1,
+                lost: 0
             }
         );
         assert_eq!(fs::metadata(&seg).unwrap().len(), len);
@@ -1820,14 +2071,15 @@ mod tests {
             rep,
             OpenReport {
                 recovered: 10,
-                torn: 1
+                torn: 1,
+                lost: 0
             }
         );
         assert_eq!(fs::metadata(&seg).unwrap().len(), len);
     }
 
     #[test]
-    fn damage_in_older_segment_skips_its_rest() {
+    fn damage_in_older_segment_keeps_the_records_after_it() {
         let d = tempfile::tempdir().unwrap();
         let one = framed("t", &payload(0));
         let c = SpoolConfig {
@@ -1850,16 +2102,233 @@ mod tests {
         assert_eq!(
             rep,
             OpenReport {
-                recovered: 23,
-                torn: 1
+                recovered: 29,
+                torn: 1,
+                lost: 1
             }
         );
         let seqs: Vec<_> = drain(&mut s).iter().map(|r| r.seq).collect();
-        let want: Vec<u64> = (0..3).chain(10..30).collect();
+        let want: Vec<u64> = (0..3).chain(4..30).collect();
         assert_eq!(seqs, want);
         // the older segment is not truncated
         assert_eq!(fs::metadata(&first).unwrap().len(), 10 * one);
         assert_eq!(stored(s.append("t", b"x")), 30);
+    }
+
+    /// `n` records of one size in segments of `per_seg` records, crashed, damaged by `damage`
+    /// (given the segment paths and the framed size), reopened: every record whose bytes the
+    /// damage did not touch must come back, with its bytes; returns what came back and the report.
+    fn damaged_queue(
+        n: u64,
+        per_seg: u64,
+        damage: impl FnOnce(&[PathBuf], u64) -> Vec<(usize, std::ops::Range<u64>)>,
+    ) -> (tempfile::TempDir, Vec<u64>, OpenReport) {
+        let d = tempfile::tempdir().unwrap();
+        let one = framed("t", &payload(0));
+        let c = SpoolConfig {
+            segment_bytes: per_seg * one,
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c.clone()).unwrap();
+        for i in 0..n {
+            stored(s.append("t", &payload(i)));
+        }
+        s.sync().unwrap();
+        crash(s);
+        let files: Vec<PathBuf> = segs(d.path())
+            .iter()
+            .map(|(name, _)| d.path().join(name))
+            .collect();
+        // (segment index, damaged byte range) → the seqs whose bytes it touches
+        let hit = damage(&files, one);
+        let touched: Vec<u64> = (0..n)
+            .filter(|&seq| {
+                let (si, at) = (seq / per_seg, (seq % per_seg) * one);
+                hit.iter()
+                    .any(|(s, r)| *s as u64 == si && r.start < at + one && at < r.end)
+            })
+            .collect();
+        let (mut s, rep) = Spool::open(c.clone()).unwrap();
+        let got = drain(&mut s);
+        for r in &got {
+            assert_eq!(r.payload, payload(r.seq), "seq {} intact", r.seq);
+        }
+        let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
+        let want: Vec<u64> = (0..n).filter(|q| !touched.contains(q)).collect();
+        assert_eq!(seqs, want, "every record the damage did not touch");
+        assert_eq!(rep.lost, touched.len() as u64, "{rep:?}");
+        assert_eq!(rep.recovered, want.len() as u64);
+        // the damaged bytes are set aside, and the next open does not count the loss again
+        assert!(
+            fs::read_dir(d.path().join(DAMAGED_DIR)).unwrap().count() > 0,
+            "damaged bytes kept"
+        );
+        drop(s);
+        let (_s, again) = Spool::open(c).unwrap();
+        assert_eq!(again.lost, 0, "{again:?}");
+        assert_eq!(again.recovered, want.len() as u64);
+        (d, seqs, rep)
+    }
+
+    fn flip(path: &Path, at: u64, mask: u8) {
+        let mut b = fs::read(path).unwrap();
+        b[at as usize] ^= mask;
+        fs::write(path, b).unwrap();
+    }
+
+    #[test]
+    fn a_byte_flipped_mid_segment_loses_only_its_record() {
+        let (_d, seqs, rep) = damaged_queue(478, 1000, |f, one| {
+            let at = 239 * one + 30;
+            flip(&f[0], at, 0x10);
+            vec![(0, at..at + 1)]
+        });
+        assert_eq!((seqs.len(), rep.lost, rep.torn), (477, 1, 1));
+    }
+
+    #[test]
+    fn a_byte_flipped_in_the_first_record_loses_only_it() {
+        let (_d, seqs, rep) = damaged_queue(478, 1000, |f, _| {
+            flip(&f[0], 12, 0x01);
+            vec![(0, 12..13)]
+        });
+        assert_eq!((seqs.len(), rep.lost), (477, 1));
+        assert_eq!(seqs.first(), Some(&1));
+    }
+
+    #[test]
+    fn a_huge_length_field_loses_only_its_record() {
+        let (_d, seqs, rep) = damaged_queue(478, 1000, |f, one| {
+            let mut b = fs::read(&f[0]).unwrap();
+            let at = (5 * one) as usize;
+            b[at..at + 4].copy_from_slice(&0x7fff_ffff_u32.to_le_bytes());
+            fs::write(&f[0], b).unwrap();
+            vec![(0, 5 * one..5 * one + 4)]
+        });
+        assert_eq!((seqs.len(), rep.lost), (477, 1));
+        // and at the very first record
+        let (_d, seqs, rep) = damaged_queue(478, 1000, |f, _| {
+            let mut b = fs::read(&f[0]).unwrap();
+            b[0..4].copy_from_slice(&0x7fff_ffff_u32.to_le_bytes());
+            fs::write(&f[0], b).unwrap();
+            vec![(0, 0..4)]
+        });
+        assert_eq!((seqs.len(), rep.lost), (477, 1));
+    }
+
+    #[test]
+    fn a_zeroed_block_loses_only_the_records_it_covers() {
+        let (_d, seqs, rep) = damaged_queue(478, 1000, |f, _| {
+            let mut b = fs::read(&f[0]).unwrap();
+            let (from, to) = (8192usize, 8192 + 4096);
+            b[from..to].fill(0);
+            fs::write(&f[0], b).unwrap();
+            vec![(0, from as u64..to as u64)]
+        });
+        // 4096 bytes over 52-byte records: 79 or 80 records touched
+        assert!(seqs.len() >= 478 - 80 && rep.lost >= 79, "{rep:?}");
+    }
+
+    #[test]
+    fn an_older_segment_damaged_early_keeps_its_later_records() {
+        // 1009 records in segments of 1000: damage record 5 of the first
+        let (d, seqs, rep) = damaged_queue(1009, 1000, |f, one| {
+            let at = 5 * one + 20;
+            flip(&f[0], at, 0x04);
+            vec![(0, at..at + 1)]
+        });
+        assert_eq!((seqs.len(), rep.lost), (1008, 1));
+        // acknowledging the records before the damage does not delete the segment
+        let (mut s, _) = Spool::open(SpoolConfig {
+            segment_bytes: 1000 * framed("t", &payload(0)),
+            ..cfg(d.path())
+        })
+        .unwrap();
+        for seq in 0..5 {
+            s.ack(seq);
+        }
+        s.sync().unwrap();
+        assert_eq!(segs(d.path()).len(), 2);
+        assert_eq!(drain(&mut s).len(), 1003);
+    }
+
+    #[test]
+    fn a_torn_tail_after_damage_is_cut_and_appending_goes_on() {
+        let (d, seqs, rep) = damaged_queue(100, 1000, |f, one| {
+            let len = fs::metadata(&f[0]).unwrap().len();
+            let f0 = OpenOptions::new().write(true).open(&f[0]).unwrap();
+            f0.set_len(len - 7).unwrap();
+            flip(&f[0], 50 * one + 9, 0x80);
+            vec![(0, 99 * one..len), (0, 50 * one + 9..50 * one + 10)]
+        });
+        assert_eq!(seqs.len(), 98);
+        assert_eq!(rep.torn, 2);
+        let c = SpoolConfig {
+            segment_bytes: 1000 * framed("t", &payload(0)),
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c).unwrap();
+        let a = stored(s.append("t", &payload(1000)));
+        assert!(a >= 100);
+        let got = drain(&mut s);
+        assert_eq!(got.len(), 99);
+        assert_eq!(got.last().map(|r| r.seq), Some(a));
+    }
+
+    #[test]
+    fn set_aside_damage_is_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let seg = d.path().join(seg_name(0));
+        let bytes = vec![7u8; 100];
+        let mut budget = 150;
+        assert!(set_aside(d.path(), &seg, &bytes, 0, 100, &mut budget).is_some());
+        assert_eq!(budget, 50);
+        // already kept: not written twice
+        assert!(set_aside(d.path(), &seg, &bytes, 0, 100, &mut budget).is_some());
+        assert_eq!(budget, 50);
+        assert!(set_aside(d.path(), &seg, &bytes, 10, 90, &mut budget).is_none());
+        assert_eq!(damaged_kept_bytes(d.path()), 100);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn queue_files_are_private() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("q");
+        let (mut s, _) = Spool::open(cfg(&dir)).unwrap();
+        stored(s.append("t", &payload(0)));
+        s.sync().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for e in fs::read_dir(&dir).unwrap().flatten() {
+            assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+        }
+        drop(s);
+        // a queue left world-readable by an older version is made private at open
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let seg = dir.join(seg_name(0));
+        fs::set_permissions(&seg, fs::Permissions::from_mode(0o644)).unwrap();
+        let (_s, _) = Spool::open(cfg(&dir)).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&seg), 0o600);
+    }
+
+    #[test]
+    fn scanning_random_bytes_is_quick_and_finds_nothing() {
+        let mut x = 0x1234_5678_u32;
+        let bytes: Vec<u8> = (0..(4 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let t = Instant::now();
+        let scan = scan_segment(&bytes, 0, None, None);
+        assert!(scan.records.is_empty());
+        assert_eq!(scan.damaged, vec![(0, bytes.len() as u64)]);
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     }
 
     #[test]
@@ -2125,7 +2594,8 @@ mod tests {
             rep,
             OpenReport {
                 recovered: 2,
-                torn: 1
+                torn: 1,
+                lost: 0
             }
         );
         let got: Vec<_> = drain(&mut s)
