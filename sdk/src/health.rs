@@ -11,7 +11,8 @@
 //!  "events": {"produced": 1711, "refused": 0, "store_errors": 0},
 //!  "queue": {"depth": 0, "bytes": 0, "oldest_age_s": null, "max_bytes": 67108864,
 //!            "when_full": "drop_oldest", "dropped_full": 0, "refused_full": 0, "expired": 0,
-//!            "torn": 0, "recovered": 0},
+//!            "torn": 0, "lost": 0, "not_durable": 0, "volatile": 0, "reclaimed": 0,
+//!            "write_errors": 0, "recovered": 0},
 //!  "mqtt": {"connected": true, "connects": 1, "reconnects": 0, "acked": 1711},
 //!  "degraded": [], "last_error": null}
 //! ```
@@ -120,6 +121,14 @@ pub struct Queue {
     pub torn: u64,
     /// Unacknowledged events lost to that damage.
     pub lost: u64,
+    /// Events kept in memory only because the disk write failed (since the start).
+    pub not_durable: u64,
+    /// Of those, waiting for the broker now.
+    pub volatile: u64,
+    /// Fully acknowledged active segments deleted to keep the disk free.
+    pub reclaimed: u64,
+    /// Queue writes or fsyncs that failed (a full disk, an I/O error).
+    pub write_errors: u64,
     /// Found unacknowledged at start (from an earlier run).
     pub recovered: u64,
 }
@@ -146,6 +155,7 @@ pub struct Reporter {
     last_processed: u64,
     last_dropped: u64,
     last_skipped: u64,
+    last_write_errors: u64,
     max_bytes: u64,
     when_full: &'static str,
     recovered: u64,
@@ -162,6 +172,7 @@ impl Reporter {
             last_processed: 0,
             last_dropped: 0,
             last_skipped: 0,
+            last_write_errors: 0,
             max_bytes: queue.max_bytes,
             when_full: queue.when_full.as_str(),
             recovered,
@@ -195,6 +206,24 @@ impl Reporter {
                 publish.store_errors
             ));
         }
+        if q.write_errors > self.last_write_errors {
+            degraded.push(format!(
+                "queue: {} disk write(s) failed in the last {interval:.0} s (a full disk?); acknowledged events are freed to make room",
+                q.write_errors - self.last_write_errors
+            ));
+        }
+        if q.volatile_depth > 0 {
+            degraded.push(format!(
+                "queue: {} event(s) held in memory only (the disk write failed); they do not survive a restart",
+                q.volatile_depth
+            ));
+        }
+        if q.lost > 0 {
+            degraded.push(format!(
+                "queue: {} unacknowledged event(s) lost to damaged queue files at start ({} damaged place(s); the bytes are in the queue's damaged/ directory)",
+                q.lost, q.torn
+            ));
+        }
         if q.dropped_full + q.refused_full + q.expired > 0 {
             degraded.push(format!(
                 "queue: {} event(s) dropped by its bounds ({} oldest removed, {} refused, {} expired)",
@@ -226,6 +255,7 @@ impl Reporter {
         self.last_processed = processed;
         self.last_dropped = dropped;
         self.last_skipped = skipped;
+        self.last_write_errors = q.write_errors;
         Health {
             schema: SCHEMA,
             device: self.device.clone(),
@@ -259,6 +289,10 @@ impl Reporter {
                 expired: q.expired,
                 torn: q.torn,
                 lost: q.lost,
+                not_durable: q.not_durable,
+                volatile: q.volatile_depth,
+                reclaimed: q.reclaimed,
+                write_errors: q.write_errors,
                 recovered: self.recovered,
             },
             mqtt: Mqtt {

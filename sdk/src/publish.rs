@@ -166,6 +166,12 @@ pub struct PublishSummary {
     pub torn: u64,
     /// Unacknowledged events lost to that damage (counted from sequence-number gaps).
     pub lost: u64,
+    /// Events whose disk write failed (a full disk): kept in memory and sent from there.
+    pub not_durable: u64,
+    /// Queue writes or fsyncs that failed.
+    pub write_errors: u64,
+    /// Times acknowledged events were deleted early to make room.
+    pub reclaimed: u64,
     /// Events still in the queue at the stop: kept on disk, sent first at the next start.
     pub queued: u64,
     /// Whether the queue was empty (everything acknowledged) when the publisher stopped.
@@ -461,6 +467,19 @@ impl Publisher {
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
                 true
             }
+            Ok(Append::Volatile(_)) => {
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                let n = stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                if n.is_multiple_of(1000) {
+                    tracing::error!(
+                        "the event queue cannot write to disk; events are kept in memory and sent from there, but do not survive a restart ({} so far)",
+                        n + 1
+                    );
+                }
+                self.shared
+                    .note_error("the event queue cannot write to disk (full?): events are held in memory, not durable".into());
+                true
+            }
             Ok(Append::Refused) => {
                 stats.refused.fetch_add(1, Ordering::Relaxed);
                 false
@@ -523,7 +542,8 @@ impl Publisher {
         if let Some(h) = self.conn.take() {
             let _ = h.join();
         }
-        let sync = self.shared.spool().sync();
+        // fsync, and leave nothing acknowledged on disk
+        let sync = self.shared.spool().close();
         if let Err(e) = sync {
             tracing::error!("{e}");
             self.shared.note_error(e.to_string());
@@ -545,6 +565,9 @@ impl Publisher {
             recovered: self.shared.open.recovered,
             torn: self.shared.open.torn,
             lost: self.shared.open.lost,
+            not_durable: q.not_durable,
+            write_errors: q.write_errors,
+            reclaimed: q.reclaimed,
             queued: q.depth,
             flushed: q.depth == 0,
             last_error: s.last_error.lock().ok().and_then(|e| e.clone()),

@@ -202,6 +202,12 @@ fn print_summary(report: &Report, f: &Figures) {
             .map(|e| format!(", last error: {e}"))
             .unwrap_or_default()
     );
+    if m.write_errors > 0 {
+        eprintln!(
+            "queue:    {} disk write(s) failed (a full disk?): acknowledged events freed {} time(s) to make room, {} event(s) held in memory, not durable",
+            m.write_errors, m.reclaimed, m.not_durable
+        );
+    }
     if m.recovered + m.torn + m.dropped + m.refused > 0 {
         eprintln!(
             "queue:    {} recovered from an earlier run, {} damaged place(s) skipped ({} event(s) lost with them), {} dropped by the bounds, {} refused",

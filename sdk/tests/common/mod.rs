@@ -99,3 +99,46 @@ pub fn line_event(device: &std::sync::Arc<str>, frame: u64) -> ocellus::event::E
     };
     ocellus::event::Event::from_rule(device, std::time::SystemTime::now(), &re)
 }
+
+/// A small tmpfs mounted by the test (root only), unmounted when dropped: a disk that fills up.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs of `kib` KiB. Fails the test with a clear message when it cannot (these
+    /// tests need root, as CI and the development machines have).
+    pub fn mount(kib: u32) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+        assert!(
+            out.status.success(),
+            "mounting a {kib} KiB tmpfs failed (this test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
