@@ -240,6 +240,8 @@ struct Shared {
     stats: PublishStats,
     control: Mutex<Control>,
     stop: AtomicBool,
+    /// Ends the queue-maintenance thread (after the connection thread has ended).
+    stop_maintenance: AtomicBool,
     open: OpenReport,
 }
 
@@ -263,6 +265,7 @@ impl Shared {
 pub struct Publisher {
     shared: Arc<Shared>,
     conn: Option<JoinHandle<()>>,
+    maint: Option<JoinHandle<()>>,
     settings: MqttSettings,
 }
 
@@ -373,6 +376,7 @@ impl Publisher {
             stats: PublishStats::default(),
             control: Mutex::new(Control::default()),
             stop: AtomicBool::new(false),
+            stop_maintenance: AtomicBool::new(false),
             open,
         });
         let conn = {
@@ -396,9 +400,24 @@ impl Publisher {
                     message: format!("cannot start the MQTT connection thread: {e}"),
                 })?
         };
+        // fsync, expiry, acknowledgement saves and disk reclaim on their own schedule: a connect
+        // that hangs for seconds must not stretch the durability window
+        let maint = {
+            let shared = shared.clone();
+            let tick =
+                (settings.queue.fsync_interval / 4).clamp(Duration::from_millis(5), MAINTAIN_EVERY);
+            std::thread::Builder::new()
+                .name("ocellus-queue".into())
+                .spawn(move || maintain_queue(&shared, tick))
+                .map_err(|e| Error::InvalidOption {
+                    name: "thread".into(),
+                    message: format!("cannot start the queue maintenance thread: {e}"),
+                })?
+        };
         Ok(Publisher {
             shared,
             conn: Some(conn),
+            maint: Some(maint),
             settings,
         })
     }
@@ -542,6 +561,7 @@ impl Publisher {
         if let Some(h) = self.conn.take() {
             let _ = h.join();
         }
+        self.stop_maintenance();
         // fsync, and leave nothing acknowledged on disk
         let sync = self.shared.spool().close();
         if let Err(e) = sync {
@@ -585,6 +605,33 @@ impl Drop for Publisher {
         if let Some(h) = self.conn.take() {
             let _ = h.join();
         }
+        self.stop_maintenance();
+    }
+}
+
+impl Publisher {
+    fn stop_maintenance(&mut self) {
+        self.shared.stop_maintenance.store(true, Ordering::Relaxed);
+        if let Some(h) = self.maint.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The queue-maintenance thread: [`Spool::maintain`] every `tick` until stopped.
+fn maintain_queue(shared: &Shared, tick: Duration) {
+    let mut failures = 0u64;
+    while !shared.stop_maintenance.load(Ordering::Relaxed) {
+        let r = shared.spool().maintain();
+        if let Err(e) = r {
+            // the first, then every 100th: a failing disk must not flood the log
+            if failures.is_multiple_of(100) {
+                tracing::error!("{e} ({} so far)", failures + 1);
+            }
+            failures += 1;
+            shared.note_error(e.to_string());
+        }
+        std::thread::sleep(tick);
     }
 }
 
@@ -690,7 +737,6 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
     let mut connected = false;
     let mut announce = false;
     let mut backoff = BACKOFF_MIN;
-    let mut last_maintain = Instant::now();
     let mut closing = Closing::No;
     let mut health_sent: Option<Vec<u8>> = None;
     let mut health_seq = 0u64;
@@ -854,15 +900,6 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
             }
         }
 
-        if now.duration_since(last_maintain) >= MAINTAIN_EVERY {
-            last_maintain = now;
-            let r = shared.spool().maintain();
-            if let Err(e) = r {
-                tracing::error!("{e}");
-                shared.note_error(e.to_string());
-            }
-        }
-
         // While there is no connection, the poll is a connect (TCP, TLS, CONNECT, CONNACK): give
         // it rumqttc's whole connection timeout. A 10 ms poll would cancel every connect that
         // takes longer, so a broker a real network away (IoT Hub: a few hundred ms) would never
@@ -986,10 +1023,6 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
                         .is_some_and(|d| Instant::now() >= d);
                     if past_deadline {
                         break;
-                    }
-                    let r = shared.spool().maintain();
-                    if let Err(e) = r {
-                        shared.note_error(e.to_string());
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }

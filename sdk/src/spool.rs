@@ -261,6 +261,8 @@ pub struct SpoolStats {
     pub not_durable: u64,
     /// Of those, held now (unacknowledged).
     pub volatile_depth: u64,
+    /// Records written to the active segment and not yet fsynced.
+    pub unsynced: u64,
     /// Times acknowledged records were deleted early to free space: a fully acknowledged active
     /// segment of 64 KiB or more, or anything acknowledged after a failed write.
     pub reclaimed: u64,
@@ -387,6 +389,8 @@ pub struct Spool {
     /// The oldest write (or directory change) not fsynced yet.
     dirty_since: Option<Instant>,
     data_dirty: bool,
+    /// Records written to the active segment since its last successful fsync.
+    unsynced: u64,
     dir_dirty: bool,
     /// The acknowledgement position changed since it was last persisted.
     ack_dirty: bool,
@@ -406,6 +410,9 @@ pub struct Spool {
     clock_skew_ms: u64,
     /// Drop without syncing (tests: a simulated `kill -9`).
     skip_sync_on_drop: bool,
+    /// Make every fsync of segment data fail (tests).
+    #[cfg(test)]
+    fail_fsync: bool,
 }
 
 impl std::fmt::Debug for Spool {
@@ -926,6 +933,7 @@ impl Spool {
             },
             dirty_since: None,
             data_dirty: false,
+            unsynced: 0,
             dir_dirty: false,
             ack_dirty: true,
             ack_partial: false,
@@ -937,6 +945,8 @@ impl Spool {
             clock_skew_ms: 0,
             // until loaded: a failed open must not write an `ack` from a partial index
             skip_sync_on_drop: true,
+            #[cfg(test)]
+            fail_fsync: false,
         };
         spool.load(&names, &ack)?;
         spool.skip_sync_on_drop = false;
@@ -1241,6 +1251,7 @@ impl Spool {
         });
         self.next_seq = seq + 1;
         self.data_dirty = true;
+        self.unsynced += 1;
         self.dirty_since.get_or_insert_with(Instant::now);
         Ok(seq)
     }
@@ -1356,13 +1367,13 @@ impl Spool {
             None => false,
         };
         if !undone {
-            if let Some(w) = self.writer.take()
-                && self.data_dirty
-                && w.sync_data().is_err()
-            {
-                self.counters.write_errors += 1;
+            if let Err(e) = self.sync_writer("fsync after a failed write") {
+                tracing::warn!("{e}");
             }
-            self.data_dirty = false;
+            self.writer = None;
+            let Some(seg) = self.segments.back_mut() else {
+                return;
+            };
             let len = fs::metadata(&seg.path).map_or(seg.file_len, |m| m.len());
             self.disk_bytes = self.disk_bytes - seg.file_len + len;
             seg.file_len = len;
@@ -1377,18 +1388,50 @@ impl Spool {
 
     /// Stop appending to the current segment (fsync it first).
     fn seal_writer(&mut self) {
-        if let Some(w) = self.writer.take()
-            && self.data_dirty
-        {
-            if let Err(e) = w.sync_data() {
-                self.counters.write_errors += 1;
-                tracing::warn!(
-                    "event queue {}: {}",
-                    self.cfg.dir.display(),
-                    io_message("fsync of a full segment", &e)
-                );
+        if let Err(e) = self.sync_writer("fsync of a full segment") {
+            tracing::warn!("{e}");
+        }
+        self.writer = None;
+    }
+
+    /// fdatasync the active segment. A failure is final for the records it covered: Linux
+    /// reports a writeback error once and marks the pages clean, so a second fsync would succeed
+    /// without them on disk (PostgreSQL's "fsyncgate"). So they are counted as not durable, the
+    /// segment is sealed (later records go to a new file, whose fsync means something again), and
+    /// the fsync is never retried as if it could still cover them.
+    fn sync_writer(&mut self, what: &str) -> Result<()> {
+        if !self.data_dirty {
+            return Ok(());
+        }
+        let r = match &self.writer {
+            Some(w) => w.sync_data(),
+            None => Ok(()),
+        };
+        #[cfg(test)]
+        let r = if self.fail_fsync {
+            Err(io::Error::other("injected fsync failure"))
+        } else {
+            r
+        };
+        self.data_dirty = false;
+        match r {
+            Ok(()) => {
+                self.unsynced = 0;
+                Ok(())
             }
-            self.data_dirty = false;
+            Err(e) => {
+                self.counters.write_errors += 1;
+                let n = std::mem::take(&mut self.unsynced);
+                self.counters.not_durable += n;
+                self.writer = None;
+                Err(qerr(
+                    &self.cfg.dir,
+                    format!(
+                        "{}: the {n} event(s) written since the last successful fsync may not be on disk; they are still sent, counted as not durable, and new events go to a new segment",
+                        io_message(what, &e)
+                    ),
+                ))
+            }
         }
     }
 
@@ -1634,6 +1677,7 @@ impl Spool {
                 .front()
                 .map(|e| now_ms.saturating_sub(e.appended_ms)),
             volatile_depth: self.volatile.len() as u64,
+            unsynced: self.unsynced,
             ..self.counters.clone()
         }
     }
@@ -1725,15 +1769,7 @@ impl Spool {
         if !force && since.elapsed() < self.cfg.fsync_interval {
             return Ok(());
         }
-        if self.data_dirty {
-            if let Some(w) = &self.writer
-                && let Err(e) = w.sync_data()
-            {
-                self.counters.write_errors += 1;
-                return Err(qerr(&self.cfg.dir, io_message("fsync of the queue", &e)));
-            }
-            self.data_dirty = false;
-        }
+        let data = self.sync_writer("fsync of the queue");
         if self.dir_dirty {
             if let Err(e) = sync_dir(&self.cfg.dir) {
                 self.counters.write_errors += 1;
@@ -1745,7 +1781,7 @@ impl Spool {
             self.dir_dirty = false;
         }
         self.dirty_since = None;
-        Ok(())
+        data
     }
 
     /// The acknowledgement position: low-water mark and the removed ranges above it.
@@ -2890,6 +2926,40 @@ mod tests {
         assert_eq!(rep.recovered, 4);
         let seqs: Vec<u64> = drain(&mut s).iter().map(|r| r.seq).collect();
         assert_eq!(seqs, vec![n + 5, n + 6, n + 8, n + 9]);
+    }
+
+    #[test]
+    fn a_failed_fsync_is_never_retried_into_a_success() {
+        let d = tempfile::tempdir().unwrap();
+        let c = SpoolConfig {
+            fsync_interval: Duration::from_secs(3600),
+            ..cfg(d.path())
+        };
+        let (mut s, _) = Spool::open(c).unwrap();
+        for i in 0..3 {
+            stored(s.append("t", &payload(i)));
+        }
+        assert_eq!(s.stats().unsynced, 3);
+        s.fail_fsync = true;
+        let msg = queue_message(s.sync().unwrap_err());
+        assert!(
+            msg.contains("3 event(s) written since the last successful fsync"),
+            "{msg}"
+        );
+        let st = s.stats();
+        assert_eq!((st.not_durable, st.unsynced), (3, 0));
+        assert!(st.write_errors >= 1);
+        // the disk recovers: a second fsync does not pretend to cover the three
+        s.fail_fsync = false;
+        s.sync().unwrap();
+        assert_eq!(s.stats().not_durable, 3);
+        // they are still delivered, and new records go to a new segment whose fsync counts
+        let a = stored(s.append("t", &payload(3)));
+        assert_eq!(segs(d.path()).len(), 2);
+        s.sync().unwrap();
+        assert_eq!(s.stats().unsynced, 0);
+        let seqs: Vec<u64> = drain(&mut s).iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![0, 1, 2, a]);
     }
 
     #[test]

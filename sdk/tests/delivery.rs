@@ -555,3 +555,47 @@ fn a_queue_on_a_full_filesystem_loses_no_event_while_the_broker_is_up() {
     );
     drop(disk);
 }
+
+#[test]
+fn fsync_keeps_its_schedule_while_a_connect_hangs() {
+    // a "broker" that accepts TCP and never answers CONNECT: each connect attempt waits seconds
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                held.lock().unwrap().push(conn); // keep it open, say nothing
+            }
+        });
+    }
+    let q = tempfile::tempdir().unwrap();
+    let mut s = MqttSettings::new("127.0.0.1", port, "cam-hang", q.path());
+    s.queue.fsync_interval = Duration::from_millis(100);
+    let publisher = Publisher::start(s).unwrap();
+    // the connection thread is inside a connect now
+    assert!(wait_until(Duration::from_secs(5), || !held
+        .lock()
+        .unwrap()
+        .is_empty()));
+    let dev: Arc<str> = Arc::from("cam-hang");
+    for round in 0..3 {
+        assert!(publisher.publish(&event(&dev, round)));
+        let written = Instant::now();
+        assert!(publisher.health().queue.unsynced > 0);
+        // fsync_ms (100) plus one maintenance tick (25) and generous slack for a loaded machine;
+        // the connect it must not wait for lasts up to 6 s
+        let synced = wait_until(Duration::from_secs(2), || {
+            publisher.health().queue.unsynced == 0
+        });
+        assert!(
+            synced,
+            "round {round}: not fsynced {:?} after the write while a connect hangs",
+            written.elapsed()
+        );
+        eprintln!("round {round}: fsynced after {:?}", written.elapsed());
+    }
+    assert_eq!(publisher.stats().connects.load(Ordering::Relaxed), 0);
+    drop(publisher);
+}

@@ -536,14 +536,22 @@ mod tests {
             outputs: vec![summarise("o", &[4], &[1.0, 2.0, 3.0, 8.0], true)],
         };
         let (_, f, _) = compare(&c, case, &far);
-        assert_eq!(f.len(), 3, "{f:?}");
+        assert_eq!(f.len(), 4, "{f:?}");
         assert!(
             f[0].contains("a.png") && f[0].contains("box off by 0.1"),
             "{f:?}"
         );
-        assert!(f[1].contains("not among the references"), "{f:?}");
+        // the moved box is not the reference's, and the new one is not either
         assert!(
-            f[2].contains("output `o`") && f[2].contains("off by"),
+            f[1].contains("0.810") && f[1].contains("not among the references"),
+            "{f:?}"
+        );
+        assert!(
+            f[2].contains("0.900") && f[2].contains("not among the references"),
+            "{f:?}"
+        );
+        assert!(
+            f[3].contains("output `o`") && f[3].contains("off by"),
             "{f:?}"
         );
     }
