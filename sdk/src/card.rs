@@ -446,6 +446,48 @@ impl OutputSpec {
         }
     }
 
+    /// The card key that names model output `output` (`output.box_encodings`, `output.scores[1]`).
+    pub fn key_of(&self, output: &str) -> Option<String> {
+        let named = |pairs: &[(&str, &String)]| {
+            pairs
+                .iter()
+                .find(|(_, n)| n.as_str() == output)
+                .map(|(k, _)| format!("output.{k}"))
+        };
+        let listed = |key: &str, names: &[String]| {
+            names
+                .iter()
+                .position(|n| n == output)
+                .map(|i| format!("output.{key}[{i}]"))
+        };
+        match self {
+            OutputSpec::TfSsd {
+                boxes,
+                scores,
+                classes,
+                count,
+                ..
+            } => named(&[
+                ("boxes", boxes),
+                ("scores", scores),
+                ("classes", classes),
+                ("count", count),
+            ]),
+            OutputSpec::TfSsdRaw {
+                box_encodings,
+                class_logits,
+                ..
+            } => named(&[
+                ("box_encodings", box_encodings),
+                ("class_logits", class_logits),
+            ]),
+            OutputSpec::BlazeFace { scores, boxes, .. } => {
+                listed("scores", scores).or_else(|| listed("boxes", boxes))
+            }
+            OutputSpec::Yolo { output: o, .. } => named(&[("output", o)]),
+        }
+    }
+
     /// Every output name the decoder reads.
     pub fn output_names(&self) -> Vec<&str> {
         match self {

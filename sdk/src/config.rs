@@ -2272,6 +2272,10 @@ impl Cx<'_> {
             format!("`{name}`: unknown key{rest}; check the spelling (see {DOCS})")
         } else {
             match key {
+                // a type error quotes the value: never for a secret
+                Some(k) if crate::redact::is_secret_key(&k) => format!(
+                    "`{k}`: has the wrong type; give it as a string in double quotes (the value is not shown: it is a secret)"
+                ),
                 Some(k) => format!("`{k}`: {raw}"),
                 None => format!("{raw} (see {DOCS})"),
             }
@@ -2568,10 +2572,12 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// Plaintext `mqtt://HOST[:PORT]` → (host, port); the error says how to write it. A TLS URL
 /// (`mqtts://`) is refused here: use [`parse_broker_url`] where TLS can be set up.
 pub fn parse_mqtt_url(url: &str) -> std::result::Result<(String, u16), String> {
+    // a password in the URL is never quoted back
+    let shown = crate::redact::url(url);
     let b = parse_broker_url(url)?;
     if b.tls {
         return Err(format!(
-            "\"{url}\": TLS (mqtts://) is not available here; give an mqtt:// URL, or use a config file with mqtts:// (see {DOCS})"
+            "\"{shown}\": TLS (mqtts://) is not available here; give an mqtt:// URL, or use a config file with mqtts:// (see {DOCS})"
         ));
     }
     Ok((b.host, b.port))
@@ -2580,28 +2586,34 @@ pub fn parse_mqtt_url(url: &str) -> std::result::Result<(String, u16), String> {
 /// `mqtt://HOST[:PORT]` (also `tcp://`) or `mqtts://HOST[:PORT]` (also `ssl://`, `tls://`); the
 /// error says how to write it.
 pub fn parse_broker_url(url: &str) -> std::result::Result<BrokerUrl, String> {
+    // a password in the URL is never quoted back
+    let shown = crate::redact::url(url);
     let form = "write it as mqtts://HOST:PORT (TLS) or mqtt://HOST:PORT, e.g. mqtts://broker.example.com:8883 or mqtt://127.0.0.1:1883";
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("\"{url}\" is not a URL; {form}"));
+        return Err(format!("\"{shown}\" is not a URL; {form}"));
     };
     let tls = match scheme.to_ascii_lowercase().as_str() {
         "mqtt" | "tcp" => false,
         "mqtts" | "ssl" | "tls" => true,
-        _ => return Err(format!("\"{url}\": unsupported scheme {scheme}://; {form}")),
+        _ => {
+            return Err(format!(
+                "\"{shown}\": unsupported scheme {scheme}://; {form}"
+            ));
+        }
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('@') {
         return Err(format!(
-            "\"{url}\": user names and passwords in the URL are not supported; {form}"
+            "\"{shown}\": user names and passwords in the URL are not supported; {form}"
         ));
     }
     if rest.contains(['/', '?', '#']) {
-        return Err(format!("\"{url}\" has a path, query or fragment; {form}"));
+        return Err(format!("\"{shown}\" has a path, query or fragment; {form}"));
     }
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let Some((host, after)) = v6.split_once(']') else {
             return Err(format!(
-                "\"{url}\": unclosed '[' in the IPv6 address; {form}"
+                "\"{shown}\": unclosed '[' in the IPv6 address; {form}"
             ));
         };
         if host.is_empty()
@@ -2610,14 +2622,14 @@ pub fn parse_broker_url(url: &str) -> std::result::Result<BrokerUrl, String> {
                 .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
         {
             return Err(format!(
-                "\"{url}\": \"{host}\" is not an IPv6 address; {form}"
+                "\"{shown}\": \"{host}\" is not an IPv6 address; {form}"
             ));
         }
         match after {
             "" => (host, None),
             _ => match after.strip_prefix(':') {
                 Some(p) => (host, Some(p)),
-                None => return Err(format!("\"{url}\": unexpected text after ']'; {form}")),
+                None => return Err(format!("\"{shown}\": unexpected text after ']'; {form}")),
             },
         }
     } else {
@@ -2627,7 +2639,7 @@ pub fn parse_broker_url(url: &str) -> std::result::Result<BrokerUrl, String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("\"{url}\" has no host; {form}"));
+        return Err(format!("\"{shown}\" has no host; {form}"));
     }
     if !rest.starts_with('[')
         && let Some(c) = host
@@ -2635,7 +2647,7 @@ pub fn parse_broker_url(url: &str) -> std::result::Result<BrokerUrl, String> {
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
     {
         return Err(format!(
-            "\"{url}\": the host \"{host}\" contains {c:?}; {form} (IPv6 addresses go in brackets: mqtt://[::1]:1883)"
+            "\"{shown}\": the host \"{host}\" contains {c:?}; {form} (IPv6 addresses go in brackets: mqtt://[::1]:1883)"
         ));
     }
     let port = match port {
@@ -2645,7 +2657,7 @@ pub fn parse_broker_url(url: &str) -> std::result::Result<BrokerUrl, String> {
             Ok(n) if (1..=65535).contains(&n) && p.chars().all(|c| c.is_ascii_digit()) => n as u16,
             _ => {
                 return Err(format!(
-                    "\"{url}\": port \"{p}\" is not a number in 1..=65535; {form}"
+                    "\"{shown}\": port \"{p}\" is not a number in 1..=65535; {form}"
                 ));
             }
         },

@@ -155,6 +155,7 @@ pub struct Reporter {
     last_processed: u64,
     last_dropped: u64,
     last_skipped: u64,
+    last_failed: u64,
     last_write_errors: u64,
     max_bytes: u64,
     when_full: &'static str,
@@ -172,6 +173,7 @@ impl Reporter {
             last_processed: 0,
             last_dropped: 0,
             last_skipped: 0,
+            last_failed: 0,
             last_write_errors: 0,
             max_bytes: queue.max_bytes,
             when_full: queue.when_full.as_str(),
@@ -245,6 +247,22 @@ impl Reporter {
                 dropped - self.last_dropped
             ));
         }
+        let failed = live.failed.load(Ordering::Relaxed);
+        let frame_error = if failed > self.last_failed {
+            let last = live
+                .last_frame_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default();
+            degraded.push(format!(
+                "frames: {} failed in the last {interval:.0} s, no detections from them (last: {last})",
+                failed - self.last_failed
+            ));
+            Some(last)
+        } else {
+            None
+        };
         if skipped > self.last_skipped {
             degraded.push(format!(
                 "frames: {} undecodable frame(s) skipped in the last {interval:.0} s",
@@ -256,6 +274,7 @@ impl Reporter {
         self.last_dropped = dropped;
         self.last_skipped = skipped;
         self.last_write_errors = q.write_errors;
+        self.last_failed = failed;
         Health {
             schema: SCHEMA,
             device: self.device.clone(),
@@ -267,7 +286,7 @@ impl Reporter {
                 fps: round3(fps),
                 dropped,
                 skipped,
-                failed: live.failed.load(Ordering::Relaxed),
+                failed,
                 lost: live.lost.load(Ordering::Relaxed),
             },
             source: SourceHealth {
@@ -302,7 +321,7 @@ impl Reporter {
                 acked: publish.acked,
             },
             degraded,
-            last_error: publish.last_error.clone(),
+            last_error: frame_error.or_else(|| publish.last_error.clone()),
         }
     }
 }
@@ -380,5 +399,40 @@ mod tests {
         assert!(!degraded.contains("disconnected"), "{degraded}");
         assert!(!degraded.contains("frames:"), "{degraded}");
         assert_eq!(h2.frames.fps, 0.0);
+    }
+
+    #[test]
+    fn failed_frames_are_degraded_and_the_last_error() {
+        let cfg = SpoolConfig::new("/tmp/q");
+        let mut r = Reporter::new("cam-1", &cfg, 0);
+        let live = LiveCounters::default();
+        let mut ok = publish(true);
+        ok.last_error = None;
+        let h = r.report(&live, &ok);
+        assert!(
+            h.degraded.iter().all(|d| !d.contains("failed")),
+            "{:?}",
+            h.degraded
+        );
+        live.failed.store(60, Ordering::Relaxed);
+        if let Ok(mut e) = live.last_frame_error.lock() {
+            *e = Some("frame 59: model output `Squeeze:0`: expected [1, 1935, 4]".into());
+        }
+        let h = r.report(&live, &ok);
+        let d = h.degraded.join(" | ");
+        assert!(d.contains("60 failed"), "{d}");
+        assert_eq!(h.frames.failed, 60);
+        assert!(
+            h.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("Squeeze:0"))
+        );
+        // nothing new in the next interval: not degraded any more
+        let h = r.report(&live, &ok);
+        assert!(
+            h.degraded.iter().all(|d| !d.contains("failed")),
+            "{:?}",
+            h.degraded
+        );
     }
 }

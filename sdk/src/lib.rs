@@ -36,6 +36,8 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod procinfo;
 pub mod publish;
+pub mod ratelimit;
+pub mod redact;
 pub mod rules;
 pub mod runtime;
 pub mod snapshot;

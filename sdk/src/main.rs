@@ -167,7 +167,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("OCELLUS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingStderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -236,9 +236,25 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", ocellus::redact::text(&e.to_string()));
             ExitCode::from(EXIT_SETUP)
         }
+    }
+}
+
+/// stderr for log lines, with any password in a URL masked (a log line may quote a source or
+/// broker URL that carries credentials).
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(ocellus::redact::text(&line).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -276,6 +276,8 @@ pub struct LiveCounters {
     pub lost: AtomicU64,
     /// Events emitted.
     pub events: AtomicU64,
+    /// Why the last failed frame failed (one message, replaced by the next).
+    pub last_frame_error: std::sync::Mutex<Option<String>>,
 }
 
 /// Where a frame came from and when.
@@ -438,6 +440,7 @@ pub fn run(
             .map_err(thread_error)?;
 
         let mut last = (0u64, Duration::ZERO, SystemTime::now(), Instant::now());
+        let mut failed_log = crate::ratelimit::Throttle::default();
         for msg in rx.iter() {
             let first_result_at = Instant::now();
             let Detected {
@@ -457,7 +460,16 @@ pub fn run(
                 Err(e) => {
                     summary.frames_failed += 1;
                     counters.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("frame {}: {e}", d.seq);
+                    let message = format!("frame {}: {e}", d.seq);
+                    if let Some(n) = failed_log.ready() {
+                        tracing::warn!(
+                            "{message}{}",
+                            crate::ratelimit::repeats(n, crate::ratelimit::DEFAULT_EVERY)
+                        );
+                    }
+                    if let Ok(mut last) = counters.last_frame_error.lock() {
+                        *last = Some(message);
+                    }
                     Vec::new()
                 }
             };

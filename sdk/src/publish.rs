@@ -923,8 +923,12 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
                 }
                 stats.connects.fetch_add(1, Ordering::Relaxed);
                 stats.connected.store(true, Ordering::Relaxed);
-                if let Ok(mut p) = stats.problem.lock() {
-                    *p = None;
+                // the connection problem is over: it is no longer the last error either
+                let solved = stats.problem.lock().ok().and_then(|mut p| p.take());
+                if let (Some(old), Ok(mut last)) = (solved, stats.last_error.lock())
+                    && last.as_deref() == Some(old.message.as_str())
+                {
+                    *last = None;
                 }
                 renewing = Renew::No;
                 if !link.wire.subscriptions.is_empty() {

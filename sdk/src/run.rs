@@ -442,7 +442,7 @@ fn execute(
         report.pipeline.frames_processed,
         &report.pipeline.source_error,
     ) {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", ocellus::redact::text(&e.to_string()));
         return Ok(crate::EXIT_SETUP);
     }
     let m = &report.publish;
@@ -459,6 +459,12 @@ fn execute(
             queue_dir.display()
         );
     }
+    let failed = report.pipeline.frames_failed;
+    if failed > 0 {
+        eprintln!(
+            "warning: the detector failed on {failed} frame(s), which gave no detections (see the log and health's last_error)"
+        );
+    }
     let lost = m.dropped + m.refused + m.lost;
     if !m.flushed {
         eprintln!(
@@ -468,7 +474,7 @@ fn execute(
         );
         return Ok(crate::EXIT_PARTIAL);
     }
-    if lost > 0 || !summary_written {
+    if lost > 0 || failed > 0 || !summary_written {
         return Ok(crate::EXIT_PARTIAL);
     }
     Ok(0)

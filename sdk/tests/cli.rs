@@ -459,3 +459,134 @@ fn run_summary_to_an_unwritable_path_fails_before_the_run() {
     assert!(err.contains("no-such-dir"), "{err}");
     assert!(!err.contains("---- summary"), "{err}");
 }
+
+/// The cut SSD's card with `edit` applied, written to `dir` (its model still resolves to the
+/// provisioned, accepted file).
+fn edited_cut_card(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let text =
+        std::fs::read_to_string(common::card_path("ssd-mobilenet-v2-coco-cut.toml")).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed the card");
+    let p = dir.join(name);
+    std::fs::write(&p, edited).unwrap();
+    p
+}
+
+#[test]
+fn a_card_whose_outputs_do_not_fit_the_model_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = vtest0_png(dir.path());
+    // the two outputs swapped
+    let swapped = edited_cut_card(dir.path(), "swapped.toml", |t| {
+        t.replace(
+            "box_encodings = \"Squeeze:0\"",
+            "box_encodings = \"concat_1:0\"",
+        )
+        .replace(
+            "class_logits = \"concat_1:0\"",
+            "class_logits = \"Squeeze:0\"",
+        )
+    });
+    // an anchor layout with 1 947 anchors for a model with 1 917
+    let anchors = edited_cut_card(dir.path(), "anchors.toml", |t| {
+        t.replace(
+            "feature_maps = [19, 10, 5, 3, 2, 1]",
+            "feature_maps = [19, 10, 5, 3, 3, 1]",
+        )
+    });
+    for card in [&swapped, &anchors] {
+        let (code, out, err) = run(common::bin()
+            .args(["detect", "--model"])
+            .arg(card)
+            .arg(&img));
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(
+            err.contains(&card.display().to_string()),
+            "names the card: {err}"
+        );
+        assert!(
+            err.contains("`output.box_encodings`") || err.contains("`output.class_logits`"),
+            "names the key: {err}"
+        );
+        assert!(err.contains("test inference"), "{err}");
+        assert!(out.is_empty(), "no detections printed: {out}");
+    }
+}
+
+#[test]
+fn passwords_never_appear_in_a_message() {
+    const PASSWORD: &str = "PW-31415926535";
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[device]\nid = \"cam\"\n[model]\ncard = \"{}\"\n[source]\nkind = \"video\"\n{body}",
+                common::card_path("ssd-mobilenet-v2-coco-cut.toml").display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let video = common::footage("vtest.avi");
+    let cases = [
+        // a password in the broker URL
+        write(
+            "url.toml",
+            &format!(
+                "path = \"{}\"\n[mqtt]\nurl = \"mqtt://cam:{PASSWORD}@127.0.0.1:1883\"\n",
+                video.display()
+            ),
+        ),
+        // an unquoted password: a type error must not echo it
+        write(
+            "type.toml",
+            &format!(
+                "path = \"{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"cam\"\npassword = {}\n",
+                video.display(),
+                &PASSWORD[3..]
+            ),
+        ),
+    ];
+    for cfg in &cases {
+        for cmd in [&["check-config"][..], &["run", "--config"][..]] {
+            let (code, out, err) = run(common::bin().args(cmd).arg(cfg));
+            assert_eq!(code, 2, "{cfg:?} {cmd:?}: {out}{err}");
+            assert!(
+                !out.contains(&PASSWORD[3..]) && !err.contains(&PASSWORD[3..]),
+                "{cfg:?} {cmd:?} quoted the password: {out}{err}"
+            );
+            assert!(err.contains("mqtt."), "names the key: {err}");
+        }
+    }
+    // a camera URL with a password, unreachable: the error names it without the password
+    let rtsp = write(
+        "rtsp.toml",
+        &format!(
+            "path = \"rtsp://admin:{PASSWORD}@127.0.0.1:1/stream1\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n"
+        ),
+    );
+    let (code, out, err) = run(common::bin()
+        .args(["run", "--frames", "1", "--config"])
+        .arg(&rtsp));
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        !out.contains(PASSWORD) && !err.contains(PASSWORD),
+        "{out}{err}"
+    );
+    assert!(err.contains("admin:***@"), "{err}");
+    // and through `demo --broker`
+    let (code, out, err) = run(common::bin().args([
+        "demo",
+        "--frames",
+        "1",
+        "--broker",
+        &format!("mqtt://cam:{PASSWORD}@127.0.0.1:1"),
+    ]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        !out.contains(PASSWORD) && !err.contains(PASSWORD),
+        "{out}{err}"
+    );
+}

@@ -73,3 +73,107 @@ fn a_broken_live_stream_reconnects_and_keeps_numbering_frames() {
     // ffprobe + the first ffmpeg + at least one reconnect
     assert!(connections.load(Ordering::SeqCst) >= 3);
 }
+
+/// A one-file HTTP server on loopback that asks for Basic credentials (401 first, as a camera
+/// does), and records whether the right ones came.
+fn http_server_with_password(
+    body: Vec<u8>,
+    user: &str,
+    password: &str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use base64::Engine as _;
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let want = format!(
+        "basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let authorised = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = authorised.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(16).flatten() {
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut ok = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if line.to_ascii_lowercase().starts_with("authorization:")
+                    && line
+                        .to_ascii_lowercase()
+                        .trim()
+                        .ends_with(&want.to_ascii_lowercase())
+                {
+                    ok = true;
+                }
+            }
+            let mut conn = conn;
+            if ok {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: video/x-msvideo\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(&body);
+            } else {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"cam\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        }
+    });
+    (port, authorised)
+}
+
+/// Every process's command line on this machine.
+fn all_command_lines() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .collect()
+}
+
+#[test]
+fn a_stream_password_reaches_ffmpeg_but_no_command_line_nor_message() {
+    const PASSWORD: &str = "Xq7-not-on-the-command-line";
+    let body = std::fs::read(common::footage("vtest.avi")).unwrap();
+    let (port, authorised) = http_server_with_password(body, "admin", PASSWORD);
+    let url = format!("http://admin:{PASSWORD}@127.0.0.1:{port}/vtest.avi");
+    let mut src = ocellus::source::FfmpegSource::open(&url, None, false).unwrap();
+    let mut frames = 0;
+    let mut leaked = Vec::new();
+    while frames < 30 {
+        let f = src.next_frame().unwrap().expect("frames from the stream");
+        assert_eq!((f.image.width(), f.image.height()), (768, 576));
+        frames += 1;
+        // ffmpeg is running now: nothing on this machine shows the password
+        leaked.extend(
+            all_command_lines()
+                .into_iter()
+                .filter(|c| c.contains(PASSWORD)),
+        );
+    }
+    assert!(
+        authorised.load(std::sync::atomic::Ordering::Relaxed),
+        "the credentials reached the camera"
+    );
+    assert!(leaked.is_empty(), "password on a command line: {leaked:?}");
+    let described = ocellus::source::Source::describe(&src);
+    assert!(
+        !described.contains(PASSWORD) && described.contains("admin:***@"),
+        "{described}"
+    );
+    assert!(!format!("{src:?}").contains(PASSWORD));
+    drop(src);
+    // and an error about such a URL does not quote it either
+    let bad = format!("http://admin:{PASSWORD}@127.0.0.1:1/nothing.avi");
+    let e = ocellus::source::FfmpegSource::open(&bad, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(PASSWORD) && e.contains("admin:***@"), "{e}");
+}

@@ -622,7 +622,7 @@ impl Detector {
                 .unwrap_or_else(|| card.output.score_threshold()),
             keep,
         )?;
-        Ok(Detector {
+        let mut det = Detector {
             engine: Engine {
                 session,
                 input: card.input.name.clone(),
@@ -635,7 +635,36 @@ impl Detector {
             model_path: model_path.to_path_buf(),
             prepared: None,
             last_decode: std::time::Duration::ZERO,
-        })
+        };
+        det.dry_run()?;
+        Ok(det)
+    }
+
+    /// One inference on a blank frame at load, so that outputs whose shapes do not fit the card
+    /// (swapped names, another anchor count, another class count) are refused at start-up, naming
+    /// the card and the key, instead of failing every frame of a run.
+    fn dry_run(&mut self) -> Result<()> {
+        let card = &self.decoder.card;
+        let (w, h) = (card.input.width, card.input.height);
+        let blank = crate::RgbFrame::new(w, h, vec![0; w as usize * h as usize * 3])?;
+        match self.detect(&blank.as_view()) {
+            Ok(_) => Ok(()),
+            Err(Error::ModelOutput { output, message }) => {
+                let card = &self.decoder.card;
+                let key = card
+                    .output
+                    .key_of(&output)
+                    .unwrap_or_else(|| "output".to_owned());
+                Err(Error::ModelMismatch {
+                    path: self.model_path.clone(),
+                    message: format!(
+                        "a test inference on a blank frame gave output `{output}` that the card cannot decode: {message}. Check `{key}` (and the decoder's other settings, such as [output.anchors]) in {}",
+                        card.path.display()
+                    ),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The card this detector was built from.

@@ -76,6 +76,89 @@ fn tool_error(path: &Path, what: &str, detail: impl std::fmt::Display) -> Error 
     }
 }
 
+/// How ffmpeg and ffprobe are told to read `input`, without a password on their command line.
+///
+/// A URL with credentials (`rtsp://admin:PASSWORD@10.0.0.5/stream1`) given with `-i` is visible
+/// to every user of the machine in `ps`. Such a URL is written instead to an ffconcat file that
+/// only this user can read (in a 0700 directory, removed when the [`InputArgs`] is dropped), and
+/// ffmpeg reads it through its concat demuxer; per-input options go into the same file.
+struct InputArgs {
+    args: Vec<String>,
+    _file: Option<PrivateFile>,
+}
+
+/// A file in a private temporary directory, removed with it on drop.
+struct PrivateFile {
+    dir: PathBuf,
+}
+
+impl Drop for PrivateFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn input_args(input: &str, options: &[(&str, &str)]) -> Result<InputArgs> {
+    if !crate::redact::has_password(input) {
+        let mut args = Vec::with_capacity(2 * options.len() + 2);
+        for (k, v) in options {
+            args.push(format!("-{k}"));
+            args.push((*v).to_owned());
+        }
+        args.push("-i".into());
+        args.push(input.to_owned());
+        return Ok(InputArgs { args, _file: None });
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ocellus-input-{}-{n}", std::process::id()));
+    let shown = crate::redact::url(input);
+    let io = |e: std::io::Error| {
+        tool_error(
+            Path::new(&shown),
+            "cannot write the private input file for ffmpeg",
+            e,
+        )
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir).map_err(io)?;
+    let guard = PrivateFile { dir: dir.clone() };
+    let path = dir.join("input.ffconcat");
+    // within single quotes nothing is special but the quote itself, written '\''
+    let mut text = format!(
+        "ffconcat version 1.0\nfile '{}'\n",
+        input.replace('\'', "'\\''")
+    );
+    for (k, v) in options {
+        text.push_str(&format!("option {k} {v}\n"));
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&path).map_err(io)?;
+    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
+    let args = [
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-protocol_whitelist",
+        "file,crypto,data,tcp,tls,udp,rtp,rtsp,rtsps,http,https,httpproxy,rtmp",
+        "-i",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .chain(std::iter::once(path.to_string_lossy().into_owned()))
+    .collect();
+    Ok(InputArgs {
+        args,
+        _file: Some(guard),
+    })
+}
+
 /// Video stream facts from `ffprobe`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VideoInfo {
@@ -91,7 +174,9 @@ pub struct VideoInfo {
 
 /// Probe the first video stream of a file or URL.
 pub fn probe(input: &str) -> Result<VideoInfo> {
-    let path = Path::new(input);
+    let shown = crate::redact::url(input);
+    let path = Path::new(&shown);
+    let how = input_args(input, &[("rw_timeout", "10000000")])?;
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
         .args([
@@ -99,8 +184,7 @@ pub fn probe(input: &str) -> Result<VideoInfo> {
             "-of",
             "default=nw=1",
         ])
-        .args(["-rw_timeout", "10000000"])
-        .arg(input)
+        .args(&how.args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| {
@@ -114,7 +198,7 @@ pub fn probe(input: &str) -> Result<VideoInfo> {
         return Err(tool_error(
             path,
             "ffprobe failed",
-            String::from_utf8_lossy(&out.stderr).trim(),
+            crate::redact::text(String::from_utf8_lossy(&out.stderr).trim()),
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -301,7 +385,10 @@ impl StderrTail {
 /// Streams (`rtsp://`, `rtsps://`, `http(s)://`): live; when the stream ends or breaks, ffmpeg is
 /// restarted with exponential backoff (0.5 s → 30 s) and the reconnect is counted.
 pub struct FfmpegSource {
-    input: String,
+    /// The input with any password masked, for messages.
+    shown: String,
+    /// How ffmpeg is given the input (a private file when the URL has a password).
+    how: InputArgs,
     live: bool,
     info: VideoInfo,
     pace: Option<f64>,
@@ -325,7 +412,7 @@ const SPARE_FRAMES: usize = 2;
 impl std::fmt::Debug for FfmpegSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FfmpegSource")
-            .field("input", &self.input)
+            .field("input", &self.shown)
             .field("info", &self.info)
             .finish_non_exhaustive()
     }
@@ -344,6 +431,7 @@ impl FfmpegSource {
     /// `looped`: restart a file at its end.
     pub fn open(input: &str, pace: Option<f64>, looped: bool) -> Result<Self> {
         let live = is_stream_url(input);
+        let shown = crate::redact::url(input);
         if !live && !Path::new(input).is_file() {
             return Err(Error::Io {
                 path: PathBuf::from(input),
@@ -351,8 +439,17 @@ impl FfmpegSource {
             });
         }
         let info = probe(input)?;
+        let mut options = Vec::new();
+        if input.starts_with("rtsp") {
+            options.push(("rtsp_transport", "tcp"));
+        }
+        if live {
+            options.push(("rw_timeout", "10000000"));
+        }
+        let how = input_args(input, &options)?;
         let mut s = FfmpegSource {
-            input: input.to_owned(),
+            shown,
+            how,
             live,
             info,
             pace: pace_fps(pace),
@@ -378,16 +475,11 @@ impl FfmpegSource {
     fn spawn(&mut self) -> Result<()> {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-nostdin", "-hide_banner", "-v", "error"]);
-        if self.input.starts_with("rtsp") {
-            cmd.args(["-rtsp_transport", "tcp"]);
-        }
-        if self.live {
-            cmd.args(["-rw_timeout", "10000000"]);
-        }
         // One decoding thread: on a small device the model's threads already use every core, and
         // a second decoder thread only takes time from them (measured in docs/performance.md).
         cmd.args(["-threads", "1"]);
-        cmd.args(["-i", &self.input, "-f", "rawvideo", "-pix_fmt", "rgb24"])
+        cmd.args(&self.how.args)
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24"])
             .args([
                 "-s",
                 &format!("{}x{}", self.info.width, self.info.height),
@@ -398,7 +490,7 @@ impl FfmpegSource {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| {
             tool_error(
-                Path::new(&self.input),
+                Path::new(&self.shown),
                 "cannot run ffmpeg (install Debian ffmpeg: models/provision.sh)",
                 e,
             )
@@ -407,7 +499,7 @@ impl FfmpegSource {
         let stdout = child
             .stdout
             .take()
-            .ok_or_else(|| tool_error(Path::new(&self.input), "ffmpeg", "no stdout pipe"))?;
+            .ok_or_else(|| tool_error(Path::new(&self.shown), "ffmpeg", "no stdout pipe"))?;
         self.child = Some((child, stdout, tail));
         self.in_run = 0;
         Ok(())
@@ -490,27 +582,27 @@ impl Source for FfmpegSource {
                     if self.live {
                         tracing::warn!(
                             "stream {} ended ({}); reconnecting in {:?}",
-                            self.input,
-                            failure.as_deref().unwrap_or("end of stream"),
+                            self.shown,
+                            crate::redact::text(failure.as_deref().unwrap_or("end of stream")),
                             self.backoff
                         );
                         std::thread::sleep(self.backoff);
                         self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
                         self.stats.reconnects += 1;
                         if let Err(e) = self.spawn() {
-                            tracing::warn!("reconnecting {} failed: {e}", self.input);
+                            tracing::warn!("reconnecting {} failed: {e}", self.shown);
                         }
                         continue;
                     }
                     if let Some(msg) = failure.filter(|m| !m.is_empty()) {
                         if delivered_in_run == 0 {
                             return Err(tool_error(
-                                Path::new(&self.input),
+                                Path::new(&self.shown),
                                 "ffmpeg could not decode",
-                                msg,
+                                crate::redact::text(&msg),
                             ));
                         }
-                        tracing::warn!("{} ended early: {msg}", self.input);
+                        tracing::warn!("{} ended early: {}", self.shown, crate::redact::text(&msg));
                     }
                     if self.looped && delivered_in_run > 0 {
                         self.run_offset = self
@@ -544,7 +636,7 @@ impl Source for FfmpegSource {
     }
 
     fn describe(&self) -> String {
-        self.input.clone()
+        self.shown.clone()
     }
 
     fn stats(&self) -> SourceStats {
