@@ -289,7 +289,6 @@ pub(crate) fn run(
     let detect_fps = fps(full_total);
     let baseline_raw_fps = baseline_load.map(|_| fps(baseline_total));
     let pipeline_fps = summary.steady_fps();
-    let mut latencies = summary.frame_to_event_ms.clone();
     let rss_peak_mib = child.as_ref().and_then(|c| c.rss_peak_mib);
     let rss_beyond_model_mib = rss_peak_mib.zip(model_file_mib).map(|(r, m)| r - m);
     let first_inference_ms = child.as_ref().and_then(|c| c.first_inference_ms);
@@ -318,7 +317,7 @@ pub(crate) fn run(
         rss_peak_mib,
         rss_beyond_model_mib,
         child_pipeline_fps: child.as_ref().and_then(|c| c.steady_fps),
-        frame_to_event_ms_p99: percentile(&mut latencies, 0.99),
+        frame_to_event_ms_p99: summary.frame_to_event_ms.quantile(0.99),
         pipeline_events: summary.event_count(),
         detect_fps,
         detect_ratio: detect_fps / raw_fps,

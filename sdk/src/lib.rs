@@ -29,6 +29,7 @@ pub mod deploy;
 pub mod error;
 pub mod event;
 pub mod health;
+pub mod histogram;
 pub mod infer;
 pub mod manifest;
 pub mod paths;

@@ -155,8 +155,9 @@ pub struct Summary {
     /// When the first frame's detections reached the analytics stage (the end of the first
     /// inference and its decoding): with the process's own start time, the start-up figure.
     pub first_result_at: Option<Instant>,
-    /// Milliseconds from a frame leaving the source to each of its events being emitted.
-    pub frame_to_event_ms: Vec<f64>,
+    /// Milliseconds from a frame leaving the source to each of its events being emitted, as a
+    /// fixed-size histogram (a run of any length keeps the same memory).
+    pub frame_to_event_ms: crate::histogram::Histogram,
     /// The error that ended capture early, if any.
     pub source_error: Option<String>,
 }
@@ -522,7 +523,7 @@ pub fn run(
                 *summary.events.entry(ev.kind).or_default() += 1;
                 summary
                     .frame_to_event_ms
-                    .push(d.read_at.elapsed().as_secs_f64() * 1e3);
+                    .record(d.read_at.elapsed().as_secs_f64() * 1e3);
                 counters.events.fetch_add(1, Ordering::Relaxed);
                 on_event(&ev);
             }
@@ -564,7 +565,7 @@ pub fn run(
             *summary.events.entry(ev.kind).or_default() += 1;
             summary
                 .frame_to_event_ms
-                .push(read_at.elapsed().as_secs_f64() * 1e3);
+                .record(read_at.elapsed().as_secs_f64() * 1e3);
             counters.events.fetch_add(1, Ordering::Relaxed);
             on_event(&ev);
         }

@@ -242,6 +242,8 @@ struct Shared {
     stop: AtomicBool,
     /// Ends the queue-maintenance thread (after the connection thread has ended).
     stop_maintenance: AtomicBool,
+    /// Events that could not be stored durably: logged once, then with a count every 10 s.
+    store_log: Mutex<crate::ratelimit::Throttle>,
     open: OpenReport,
 }
 
@@ -253,6 +255,12 @@ impl Shared {
     }
     fn control(&self) -> MutexGuard<'_, Control> {
         self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn store_log(&self) -> Option<u64> {
+        self.store_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ready()
     }
     fn note_error(&self, msg: String) {
         if let Ok(mut last) = self.stats.last_error.lock() {
@@ -377,6 +385,7 @@ impl Publisher {
             control: Mutex::new(Control::default()),
             stop: AtomicBool::new(false),
             stop_maintenance: AtomicBool::new(false),
+            store_log: Mutex::new(crate::ratelimit::Throttle::default()),
             open,
         });
         let conn = {
@@ -488,11 +497,11 @@ impl Publisher {
             }
             Ok(Append::Volatile(_)) => {
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let n = stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                if n.is_multiple_of(1000) {
+                stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(n) = self.shared.store_log() {
                     tracing::error!(
-                        "the event queue cannot write to disk; events are kept in memory and sent from there, but do not survive a restart ({} so far)",
-                        n + 1
+                        "the event queue cannot write to disk; events are kept in memory and sent from there, but do not survive a restart{}",
+                        crate::ratelimit::repeats(n, crate::ratelimit::DEFAULT_EVERY)
                     );
                 }
                 self.shared
@@ -504,11 +513,14 @@ impl Publisher {
                 false
             }
             Err(e) => {
-                let n = stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                stats.store_errors.fetch_add(1, Ordering::Relaxed);
                 stats.refused.fetch_add(1, Ordering::Relaxed);
-                // the first failure and then every 1000th, so a full disk does not flood the log
-                if n.is_multiple_of(1000) {
-                    tracing::error!("an event was not stored: {e} ({} so far)", n + 1);
+                // so a full disk does not flood the log
+                if let Some(n) = self.shared.store_log() {
+                    tracing::error!(
+                        "an event was not stored: {e}{}",
+                        crate::ratelimit::repeats(n, crate::ratelimit::DEFAULT_EVERY)
+                    );
                 }
                 self.shared.note_error(e.to_string());
                 false
@@ -620,15 +632,17 @@ impl Publisher {
 
 /// The queue-maintenance thread: [`Spool::maintain`] every `tick` until stopped.
 fn maintain_queue(shared: &Shared, tick: Duration) {
-    let mut failures = 0u64;
+    let mut log = crate::ratelimit::Throttle::default();
     while !shared.stop_maintenance.load(Ordering::Relaxed) {
         let r = shared.spool().maintain();
         if let Err(e) = r {
-            // the first, then every 100th: a failing disk must not flood the log
-            if failures.is_multiple_of(100) {
-                tracing::error!("{e} ({} so far)", failures + 1);
+            // a failing disk must not flood the log
+            if let Some(n) = log.ready() {
+                tracing::error!(
+                    "{e}{}",
+                    crate::ratelimit::repeats(n, crate::ratelimit::DEFAULT_EVERY)
+                );
             }
-            failures += 1;
             shared.note_error(e.to_string());
         }
         std::thread::sleep(tick);
@@ -738,6 +752,10 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
     let mut announce = false;
     let mut backoff = BACKOFF_MIN;
     let mut closing = Closing::No;
+    // repeated failures: the first line, then one with a count every 10 s
+    let mut read_log = crate::ratelimit::Throttle::default();
+    let mut connect_log = crate::ratelimit::Throttle::default();
+    let every = crate::ratelimit::DEFAULT_EVERY;
     let mut health_sent: Option<Vec<u8>> = None;
     let mut health_seq = 0u64;
     // a SAS token is being replaced: since when (no new events offered; DISCONNECT once the
@@ -846,7 +864,9 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
                     Ok(Some(rec)) => rec,
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::error!("{e}");
+                        if let Some(n) = read_log.ready() {
+                            tracing::error!("{e}{}", crate::ratelimit::repeats(n, every));
+                        }
                         shared.note_error(e.to_string());
                         break;
                     }
@@ -1003,7 +1023,13 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
                 renewing = Renew::No;
                 let problem = link.profile.reword(crate::transport::explain(&e));
                 if problem.permanent {
-                    tracing::error!("MQTT: {}; retrying in {backoff:?}", problem.message);
+                    if let Some(n) = connect_log.ready() {
+                        tracing::error!(
+                            "MQTT: {}; retrying in {backoff:?}{}",
+                            problem.message,
+                            crate::ratelimit::repeats(n, every)
+                        );
+                    }
                 } else if was {
                     tracing::warn!(
                         "MQTT connection lost: {}; reconnecting (events wait on disk)",

@@ -19,7 +19,7 @@ use ocellus::procinfo::MIB;
 use ocellus::publish::MqttSettings;
 use ocellus::rules::{LineRule, RulesConfig, ZoneRule};
 
-use crate::{Format, ms, percentile};
+use crate::{Format, ms};
 
 /// Ctrl-C / SIGTERM set the flag (a clean stop); a second Ctrl-C exits at once.
 fn stop_flag() -> ocellus::Result<Arc<AtomicBool>> {
@@ -343,7 +343,6 @@ impl<'a> RunSummary<'a> {
     fn new(device: &'a str, model: &'a str, report: &'a Report, f: &Figures) -> Self {
         let p = &report.pipeline;
         let m = &report.publish;
-        let mut latencies = p.frame_to_event_ms.clone();
         RunSummary {
             schema: "ocellus.run-summary/1",
             device,
@@ -371,8 +370,8 @@ impl<'a> RunSummary<'a> {
             rss_peak_mib: f.rss_peak_mib(),
             model_file_mib: f.model_file_mib(),
             rss_beyond_model_mib: f.rss_peak_mib().zip(f.model_file_mib()).map(|(r, m)| r - m),
-            frame_to_event_ms_p50: percentile(&mut latencies, 0.5),
-            frame_to_event_ms_p99: percentile(&mut latencies, 0.99),
+            frame_to_event_ms_p50: p.frame_to_event_ms.quantile(0.5),
+            frame_to_event_ms_p99: p.frame_to_event_ms.quantile(0.99),
             publish: PublishCounters {
                 accepted: m.accepted,
                 acked: m.acked,

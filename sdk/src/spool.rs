@@ -70,9 +70,12 @@
 //! * `max_age` removes older records unsent (in `maintain`, and when handing out). Records
 //!   stamped before 2020 (a device clock not set yet) are not expired by age, so a clock that
 //!   jumps forward at boot does not wipe the queue; `max_bytes` still bounds them.
-//! * Memory: 32 bytes of index per unacknowledged record (plus at most as many for acknowledged
-//!   ones waiting to be compacted out of the index), and a cache of at most 2 MiB of recently
-//!   appended records not handed out yet; other records are read back from the files.
+//! * Memory: 32 bytes of index per unacknowledged record, at most [`MAX_RECORDS`] records (32 MiB;
+//!   past it [`WhenFull`] applies as at `max_bytes`), plus at most as many entries for
+//!   acknowledged ones waiting to be compacted out of the index; a cache of at most 2 MiB of
+//!   recently appended records not handed out yet (other records are read back from the files);
+//!   at most 1 MiB / 4 096 records held in memory when the disk fails ([`Append::Volatile`]); at
+//!   open, one segment file at a time (at most 256 MiB) while it is scanned.
 //! * Disk: the unacknowledged bytes, plus acknowledged records sharing a segment with
 //!   unacknowledged ones; when those exceed `max(max_bytes, 2 × segment_bytes)`, `maintain`
 //!   rewrites the segment holding the most of them with only its unacknowledged records.
@@ -292,6 +295,9 @@ const ACK_MAGIC: &[u8; 4] = b"OCSA";
 const ACK_VERSION: u32 = 1;
 /// magic, version, low_water, next_seq, n.
 const ACK_HEAD: usize = 4 + 4 + 8 + 8 + 4;
+/// Most unacknowledged records (each costs 32 bytes of index): with small events and a large
+/// `max_bytes` the count, not the bytes, is the bound. 1 Mi records = 32 MiB of index.
+pub const MAX_RECORDS: u64 = 1 << 20;
 /// Recently appended records kept in memory until handed out.
 const CACHE_BYTES: usize = 2 << 20;
 /// Out-of-order ranges written by the periodic persist (all of them at `sync`).
@@ -950,6 +956,13 @@ impl Spool {
         };
         spool.load(&names, &ack)?;
         spool.skip_sync_on_drop = false;
+        // a queue written with larger bounds (or by an older version): the oldest go, counted
+        while spool.live_count > MAX_RECORDS || spool.live_bytes > spool.cfg.max_bytes {
+            if spool.index.is_empty() {
+                break;
+            }
+            spool.remove_at(0, Why::Dropped);
+        }
         // Segments dead now are dead by the `ack` file read above (or damaged), so deleting them
         // is safe even if this write fails (a full disk: maintain() retries and reports it).
         if let Err(e) = spool.write_ack(true) {
@@ -1135,7 +1148,8 @@ impl Spool {
                 ),
             ));
         }
-        if self.cfg.when_full == WhenFull::RefuseNew && self.live_bytes + size > self.cfg.max_bytes
+        if self.cfg.when_full == WhenFull::RefuseNew
+            && (self.live_bytes + size > self.cfg.max_bytes || self.live_count >= MAX_RECORDS)
         {
             self.counters.refused_full += 1;
             return Ok(Append::Refused);
@@ -1165,7 +1179,7 @@ impl Spool {
         self.counters.appended += 1;
 
         // make room: the new record alone fits, so this stops before it
-        while self.live_bytes > self.cfg.max_bytes
+        while (self.live_bytes > self.cfg.max_bytes || self.live_count > MAX_RECORDS)
             && self.index.front().is_some_and(|e| e.seq != seq)
         {
             self.remove_at(0, Why::Dropped);
