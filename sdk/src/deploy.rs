@@ -368,9 +368,11 @@ impl Deployment {
             }
             result
         });
-        // the last word before `offline`: the final counters
-        publisher.post_health(reporter.report(&live, &publisher.health()).to_json());
-        let publish = publisher.shutdown(FLUSH_TIMEOUT);
+        // the last word before `offline`: the final counters, once the queue has drained
+        let publish = publisher.shutdown_with_health(
+            FLUSH_TIMEOUT,
+            Box::new(move |h| reporter.report(&live, h).to_json()),
+        );
         Ok(Report {
             pipeline: result?,
             publish,

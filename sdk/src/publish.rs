@@ -225,10 +225,15 @@ enum Tag {
     Other,
 }
 
+/// Makes the last health message from the publisher's final state ([`Publisher::shutdown_with_health`]).
+pub type LastHealth = Box<dyn FnOnce(&PublishHealth) -> Vec<u8> + Send>;
+
 #[derive(Default)]
 struct Control {
     /// Health payload waiting to be published (the latest wins).
     health: Option<Vec<u8>>,
+    /// Makes the last health message at the stop, once the queue has drained.
+    last_health: Option<LastHealth>,
     /// Stop when the queue is empty or at this instant, whichever is first.
     close_by: Option<Instant>,
     /// Non-durable messages to send while connected: (topic, payload).
@@ -552,7 +557,25 @@ impl Publisher {
 
     /// The state for the health topic.
     pub fn health(&self) -> PublishHealth {
-        let s = &self.shared.stats;
+        self.shared.health()
+    }
+
+    /// [`Publisher::shutdown`], with the last health message made by `last_health` from the
+    /// publisher's state once the queue has drained (or the timeout has passed), just before the
+    /// retained `offline`: the retained health then tells how the run really ended.
+    pub fn shutdown_with_health(
+        self,
+        timeout: Duration,
+        last_health: LastHealth,
+    ) -> PublishSummary {
+        self.shared.control().last_health = Some(last_health);
+        self.shutdown(timeout)
+    }
+}
+
+impl Shared {
+    fn health(&self) -> PublishHealth {
+        let s = &self.stats;
         PublishHealth {
             connected: s.connected.load(Ordering::Relaxed),
             connects: s.connects.load(Ordering::Relaxed),
@@ -560,11 +583,13 @@ impl Publisher {
             refused: s.refused.load(Ordering::Relaxed),
             store_errors: s.store_errors.load(Ordering::Relaxed),
             acked: s.acked.load(Ordering::Relaxed),
-            queue: self.shared.spool().stats(),
+            queue: self.spool().stats(),
             last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
         }
     }
+}
 
+impl Publisher {
     /// Stop: keep sending until the queue is empty or `timeout` has passed, publish the retained
     /// `offline` status, disconnect, fsync the queue and join the thread. What is still queued
     /// stays on disk for the next start ([`PublishSummary::queued`]).
@@ -896,6 +921,13 @@ fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: 
             let depth = shared.spool().stats().depth;
             match closing {
                 Closing::No if connected && (depth == 0 || now >= deadline) => {
+                    // the final counters first, made now that the queue has drained
+                    let last = shared.control().last_health.take();
+                    if let Some(make) = last {
+                        let payload = make(&shared.health());
+                        shared.control().health = Some(payload);
+                        continue;
+                    }
                     if offer(
                         &link.wire.status_topic,
                         b"offline".to_vec(),

@@ -583,6 +583,51 @@ fn polygon_area(polygon: &[Point]) -> f64 {
     (twice / 2.0).abs()
 }
 
+/// Twice the signed area of the triangle `a, b, c` (> 0: counter-clockwise).
+fn orient(a: Point, b: Point, c: Point) -> f64 {
+    (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+}
+
+/// Whether segments `p1–p2` and `q1–q2` share a point (touching and overlapping count).
+fn segments_meet(p1: Point, p2: Point, q1: Point, q2: Point) -> bool {
+    let on = |a: Point, b: Point, c: Point| {
+        c[0] >= a[0].min(b[0])
+            && c[0] <= a[0].max(b[0])
+            && c[1] >= a[1].min(b[1])
+            && c[1] <= a[1].max(b[1])
+    };
+    let (d1, d2) = (orient(q1, q2, p1), orient(q1, q2, p2));
+    let (d3, d4) = (orient(p1, p2, q1), orient(p1, p2, q2));
+    if ((d1 > 0.0 && d2 < 0.0) || (d1 < 0.0 && d2 > 0.0))
+        && ((d3 > 0.0 && d4 < 0.0) || (d3 < 0.0 && d4 > 0.0))
+    {
+        return true;
+    }
+    (d1 == 0.0 && on(q1, q2, p1))
+        || (d2 == 0.0 && on(q1, q2, p2))
+        || (d3 == 0.0 && on(p1, p2, q1))
+        || (d4 == 0.0 && on(p1, p2, q2))
+}
+
+/// The first pair of edges `(i, j)` of a polygon that meet although they are not neighbours
+/// (edge `i` runs from vertex `i` to vertex `i + 1`): the polygon is not simple.
+fn self_crossing(polygon: &[Point]) -> Option<(usize, usize)> {
+    let n = polygon.len();
+    let edge = |i: usize| (polygon[i % n], polygon[(i + 1) % n]);
+    for i in 0..n {
+        for j in i + 2..n {
+            if i == 0 && j == n - 1 {
+                continue; // the first and last edges share vertex 0
+            }
+            let ((a, b), (c, d)) = (edge(i), edge(j));
+            if segments_meet(a, b, c, d) {
+                return Some((i, j));
+            }
+        }
+    }
+    None
+}
+
 #[derive(Debug, Clone)]
 struct ZoneTrack {
     who: Who,
@@ -918,6 +963,19 @@ fn validate_zone(zone: &ZoneRule) -> Result<()> {
             ),
         ));
     }
+    // ray casting on a polygon that crosses itself counts part of it as outside: refuse it, even
+    // when its area is not zero (an asymmetric bow tie)
+    if let Some((i, j)) = self_crossing(&points) {
+        let n = points.len();
+        return Err(invalid(
+            format!("rules.zone.{name}.polygon"),
+            format!(
+                "zone `{name}`: the polygon crosses itself (the edge from vertex {i} to {} meets the edge from vertex {j} to {}); list the vertices in order around the zone",
+                (i + 1) % n,
+                (j + 1) % n
+            ),
+        ));
+    }
     if zone.dwell == Some(Duration::ZERO) {
         return Err(invalid(
             format!("rules.zone.{name}.dwell"),
@@ -936,6 +994,42 @@ fn validate_zone(zone: &ZoneRule) -> Result<()> {
 mod tests {
     use super::*;
     use crate::track::TrackState;
+
+    #[test]
+    fn a_zone_that_crosses_itself_is_refused_even_with_an_area() {
+        let zone = |polygon: Vec<[f32; 2]>| ZoneRule {
+            name: "z".into(),
+            polygon,
+            dwell: None,
+            labels: Vec::new(),
+        };
+        // an asymmetric bow tie: non-zero shoelace area, but not a simple polygon
+        let bow = zone(vec![[0.1, 0.1], [0.9, 0.5], [0.9, 0.1], [0.1, 0.3]]);
+        let msg = validate_zone(&bow).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            msg.contains("crosses itself") && msg.contains("rules.zone.z.polygon"),
+            "{msg}"
+        );
+        // a concave simple polygon is fine, and so is a triangle
+        let concave = zone(vec![
+            [0.1, 0.1],
+            [0.9, 0.1],
+            [0.5, 0.4],
+            [0.9, 0.9],
+            [0.1, 0.9],
+        ]);
+        assert!(validate_zone(&concave).is_ok());
+        assert!(validate_zone(&zone(vec![[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]])).is_ok());
+        // a vertex touching a non-adjacent edge is a crossing too
+        let touch = zone(vec![
+            [0.1, 0.1],
+            [0.9, 0.1],
+            [0.9, 0.9],
+            [0.5, 0.1],
+            [0.1, 0.9],
+        ]);
+        assert!(validate_zone(&touch).is_err());
+    }
 
     const FRAME: u64 = 100; // ms per frame
 

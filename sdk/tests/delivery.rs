@@ -503,6 +503,13 @@ fn a_disk_that_refuses_writes_is_reported_and_loses_nothing_while_the_broker_is_
     .unwrap();
     let q = &health["queue"];
     assert!(q["write_errors"].as_u64().unwrap() > 0, "{health}");
+    // the retained health is the final word, made after the queue drained
+    assert_eq!(q["depth"], 0, "{health}");
+    assert_eq!(
+        health["mqtt"]["acked"].as_u64(),
+        Some(ids.len() as u64),
+        "{health}"
+    );
     assert!(q["reclaimed"].as_u64().unwrap() > 0, "{health}");
 }
 
