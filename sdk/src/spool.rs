@@ -446,8 +446,9 @@ fn io_message(what: &str, e: &io::Error) -> String {
     use io::ErrorKind as K;
     match e.kind() {
         K::StorageFull | K::FileTooLarge | K::QuotaExceeded => format!(
-            "{what} failed: the disk is full ({e}); free space on that filesystem or lower \
-             queue.max_mb (events are not stored until then)"
+            "{what} failed: the disk is full ({e}); acknowledged events are freed to make room \
+             and, while the disk stays full, new events are held in memory (not durable): free \
+             space on that filesystem or lower queue.max_mb"
         ),
         K::PermissionDenied | K::ReadOnlyFilesystem => format!(
             "{what} failed: not writable ({e}); give this user write permission on the directory \

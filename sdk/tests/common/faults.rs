@@ -101,6 +101,14 @@ impl Broker {
         }
     }
 
+    /// Kill with SIGKILL: no goodbye, no persistence save.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     pub fn restart(&mut self) {
         self.stop();
         self.start();
