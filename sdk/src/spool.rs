@@ -1066,7 +1066,8 @@ impl Spool {
                     }
                 );
             }
-            if let (true, Some(cut_at)) = (is_last, tail_from) {
+            // (a file larger than what was scanned is never cut: its end was not read)
+            if let (true, Some(cut_at), true) = (is_last, tail_from, file_len <= take) {
                 // a torn tail: nothing intact after it; append after the last good record
                 let cut = OpenOptions::new()
                     .write(true)
