@@ -655,10 +655,15 @@ impl Detector {
                     .output
                     .key_of(&output)
                     .unwrap_or_else(|| "output".to_owned());
+                let also = match card.output {
+                    OutputSpec::TfSsdRaw { .. } => " and [output.anchors]",
+                    OutputSpec::BlazeFace { .. } => " and `output.anchor_cells`",
+                    _ => "",
+                };
                 Err(Error::ModelMismatch {
                     path: self.model_path.clone(),
                     message: format!(
-                        "a test inference on a blank frame gave output `{output}` that the card cannot decode: {message}. Check `{key}` (and the decoder's other settings, such as [output.anchors]) in {}",
+                        "a test inference on a blank frame gave output `{output}` that the card cannot decode: {message}. Check `{key}`{also} in {}",
                         card.path.display()
                     ),
                 })
