@@ -446,20 +446,19 @@ impl OutputSpec {
         }
     }
 
-    /// The card key that names model output `output` (`output.box_encodings`, `output.scores[1]`).
-    pub fn key_of(&self, output: &str) -> Option<String> {
-        let named = |pairs: &[(&str, &String)]| {
-            pairs
-                .iter()
-                .find(|(_, n)| n.as_str() == output)
-                .map(|(k, _)| format!("output.{k}"))
-        };
-        let listed = |key: &str, names: &[String]| {
+    /// Every output the decoder reads, with the card key that names it
+    /// (`output.box_encodings`, `output.scores[1]`), in the order the decoder asks for them.
+    pub fn keyed_outputs(&self) -> Vec<(String, &str)> {
+        fn key<'a>(k: &str, name: &'a str) -> (String, &'a str) {
+            (format!("output.{k}"), name)
+        }
+        fn listed<'a>(k: &str, names: &'a [String]) -> Vec<(String, &'a str)> {
             names
                 .iter()
-                .position(|n| n == output)
-                .map(|i| format!("output.{key}[{i}]"))
-        };
+                .enumerate()
+                .map(|(i, n)| (format!("output.{k}[{i}]"), n.as_str()))
+                .collect()
+        }
         match self {
             OutputSpec::TfSsd {
                 boxes,
@@ -467,49 +466,40 @@ impl OutputSpec {
                 classes,
                 count,
                 ..
-            } => named(&[
-                ("boxes", boxes),
-                ("scores", scores),
-                ("classes", classes),
-                ("count", count),
-            ]),
+            } => vec![
+                key("boxes", boxes),
+                key("scores", scores),
+                key("classes", classes),
+                key("count", count),
+            ],
             OutputSpec::TfSsdRaw {
                 box_encodings,
                 class_logits,
                 ..
-            } => named(&[
-                ("box_encodings", box_encodings),
-                ("class_logits", class_logits),
-            ]),
+            } => vec![
+                key("box_encodings", box_encodings),
+                key("class_logits", class_logits),
+            ],
             OutputSpec::BlazeFace { scores, boxes, .. } => {
-                listed("scores", scores).or_else(|| listed("boxes", boxes))
+                let mut v = listed("scores", scores);
+                v.extend(listed("boxes", boxes));
+                v
             }
-            OutputSpec::Yolo { output: o, .. } => named(&[("output", o)]),
+            OutputSpec::Yolo { output, .. } => vec![key("output", output)],
         }
+    }
+
+    /// The card key that names model output `output`.
+    pub fn key_of(&self, output: &str) -> Option<String> {
+        self.keyed_outputs()
+            .into_iter()
+            .find(|(_, n)| *n == output)
+            .map(|(k, _)| k)
     }
 
     /// Every output name the decoder reads.
     pub fn output_names(&self) -> Vec<&str> {
-        match self {
-            OutputSpec::TfSsd {
-                boxes,
-                scores,
-                classes,
-                count,
-                ..
-            } => vec![boxes, scores, classes, count],
-            OutputSpec::TfSsdRaw {
-                box_encodings,
-                class_logits,
-                ..
-            } => vec![box_encodings, class_logits],
-            OutputSpec::BlazeFace { scores, boxes, .. } => scores
-                .iter()
-                .chain(boxes.iter())
-                .map(String::as_str)
-                .collect(),
-            OutputSpec::Yolo { output, .. } => vec![output],
-        }
+        self.keyed_outputs().into_iter().map(|(_, n)| n).collect()
     }
 }
 
