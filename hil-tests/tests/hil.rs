@@ -7,7 +7,7 @@
 //! `ignored`, by name, never as passed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../sdk/tests/common/broker.rs"]
+#[path = "../../sdk/cli/tests/common/broker.rs"]
 #[allow(dead_code)]
 mod broker;
 

@@ -1,0 +1,337 @@
+//! The `ocellus` command-line program.
+
+mod bench;
+mod bench_delivery;
+mod broker;
+mod detect;
+mod model_cmd;
+mod procinfo;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// On-device vision for intelligent image sensors.
+#[derive(Debug, Parser)]
+#[command(name = "ocellus", version, about)]
+struct Cli {
+    /// ONNX Runtime library (default: $ORT_DYLIB_PATH, then the provisioning cache).
+    #[arg(long, global = true, value_name = "PATH")]
+    onnxruntime: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Options shared by the commands that load a model.
+#[derive(Debug, clap::Args)]
+struct ModelArgs {
+    /// Model card (default: the built-in SSD-MobileNet-v2-COCO person detector).
+    #[arg(long, value_name = "CARD")]
+    model: Option<PathBuf>,
+    /// Score threshold (default: the card's).
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// ONNX Runtime intra-op threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Skip the model file's sha256 check against its card.
+    #[arg(long)]
+    no_verify: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Detect objects in images; one JSON object (or text block) per image.
+    Detect {
+        /// Image files (PNG, JPEG).
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Keep only these labels (comma-separated, e.g. `person`).
+        #[arg(long, value_delimiter = ',')]
+        labels: Option<Vec<String>>,
+        /// Write a PNG per image with boxes, labels and scores drawn into this directory.
+        #[arg(long, value_name = "DIR")]
+        annotate: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Run a deployment: source → detector → tracker → rules → events over MQTT.
+    Run {
+        /// The config file (see docs/config.md).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Stop after this many frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Do not print events as they are published.
+        #[arg(long)]
+        quiet: bool,
+        /// How events are printed: `text` (one line each) or `json` (the event itself, one per
+        /// line on stdout, printed once it is stored in the queue).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Also write the run's summary (frames, fps, events, start-up, memory, delivery) to this
+        /// file as one JSON object (keys: docs/config.md).
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
+    },
+    /// The built-in demo: vtest.avi, the SSD person detector, a line and a zone, an in-process broker.
+    Demo {
+        /// Stop after this many frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Publish to this broker (mqtt://HOST:PORT) instead of starting one.
+        #[arg(long, value_name = "URL")]
+        broker: Option<String>,
+        /// Port for the in-process broker (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Also write the run's summary to this file as one JSON object (as `run --summary`).
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
+    },
+    /// Converted models: check one against its card's conformance references, accept it (write
+    /// its manifest), or record references for a new card (see docs/model-card.md).
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
+    /// Validate a config file: errors name the key and the line.
+    CheckConfig {
+        /// The config file.
+        #[arg(value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// List the V4L2 cameras (`/dev/video*`): driver, formats, sizes and frame rates.
+    Devices {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Measure the delivery path: events through the disk queue to a broker, stored/s and delivered/s.
+    BenchDelivery {
+        /// Events to send.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Broker (mqtt://HOST:PORT; default: an in-process broker).
+        #[arg(long, value_name = "URL")]
+        broker: Option<String>,
+        /// fsync batching interval of the queue, ms (0: fsync every event).
+        #[arg(long, default_value_t = 100)]
+        fsync_ms: u64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Measure raw inference, the pipeline, start-up and memory on real footage, against the
+    /// full-graph model's raw inference.
+    Bench {
+        /// Frames to measure.
+        #[arg(long, default_value_t = 100)]
+        frames: usize,
+        /// Video file (default: vtest.avi from the provisioning cache).
+        #[arg(long, value_name = "FILE")]
+        video: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A model card whose raw inference is measured on the same frames, interleaved (default:
+        /// for a card named `*-cut`, ssd-mobilenet-v2-coco.toml next to it; otherwise none).
+        #[arg(long, value_name = "CARD")]
+        baseline: Option<PathBuf>,
+        /// Do not measure start-up and peak memory in a child `ocellus run`.
+        #[arg(long)]
+        no_child: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// Exit codes: 0 success, 1 some inputs failed, 2 the run could not start (usage, model, runtime).
+pub(crate) const EXIT_PARTIAL: u8 = 1;
+pub(crate) const EXIT_SETUP: u8 = 2;
+
+fn main() -> ExitCode {
+    // before anything else: the start of the start-up figure
+    crate::procinfo::mark_start();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OCELLUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
+        )
+        .with_writer(|| RedactingStderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Detect {
+            images,
+            model,
+            labels,
+            annotate,
+            format,
+        } => detect::run(
+            cli.onnxruntime,
+            &model,
+            labels,
+            &images,
+            annotate.as_deref(),
+            format,
+        ),
+        Command::Bench {
+            frames,
+            video,
+            model,
+            baseline,
+            no_child,
+            format,
+        } => bench::run(
+            cli.onnxruntime,
+            &model,
+            &bench::Options {
+                frames,
+                video,
+                baseline,
+                child: !no_child,
+            },
+            format,
+        ),
+        Command::Run {
+            config,
+            frames,
+            quiet,
+            format,
+            summary,
+        } => run::run(
+            &config,
+            frames,
+            cli.onnxruntime,
+            quiet,
+            format,
+            summary.as_deref(),
+        ),
+        Command::Demo {
+            frames,
+            broker,
+            port,
+            summary,
+        } => run::demo(frames, broker, port, cli.onnxruntime, summary.as_deref()),
+        Command::BenchDelivery {
+            events,
+            broker,
+            fsync_ms,
+            format,
+        } => bench_delivery::run(events, broker, fsync_ms, format),
+        Command::CheckConfig { config } => run::check_config(&config),
+        Command::Model(cmd) => model_cmd::run(cli.onnxruntime, &cmd),
+        Command::Devices { format } => devices(format),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", ocellus::redact::text(&e.to_string()));
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
+}
+
+/// stderr for log lines, with any password in a URL masked (a log line may quote a source or
+/// broker URL that carries credentials).
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(ocellus::redact::text(&line).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `ocellus devices`: every V4L2 node with what `source.kind = "v4l2"` can ask of it.
+fn devices(format: Format) -> ocellus::Result<u8> {
+    let devices = ocellus::source::v4l2::list_devices()?;
+    match format {
+        Format::Json => {
+            // plain strings and numbers: serialisation cannot fail
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&devices).unwrap_or_default()
+            );
+        }
+        Format::Text if devices.is_empty() => {
+            println!("no V4L2 devices (/dev/video*) on this machine");
+        }
+        Format::Text => {
+            for d in &devices {
+                println!("{d}");
+            }
+            println!(
+                "formats marked with a name can be used as `source.format`; `-` is a format ocellus does not convert"
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// The card `--model` names, or the built-in SSD.
+pub(crate) fn load_card(args: &ModelArgs) -> ocellus::Result<ocellus::card::ModelCard> {
+    use ocellus::card::ModelCard;
+    match &args.model {
+        Some(path) => ModelCard::load(path),
+        None => ModelCard::builtin_ssd_cut(),
+    }
+}
+
+/// Load the runtime, the card and the detector.
+pub(crate) fn load_detector(
+    onnxruntime: Option<PathBuf>,
+    args: &ModelArgs,
+    labels: Option<Vec<String>>,
+) -> ocellus::Result<ocellus::infer::Detector> {
+    let card = load_card(args)?;
+    detector_for(onnxruntime, &card, args, labels)
+}
+
+/// Load the runtime and a detector for `card` with the options of `args` (its `model` aside).
+pub(crate) fn detector_for(
+    onnxruntime: Option<PathBuf>,
+    card: &ocellus::card::ModelCard,
+    args: &ModelArgs,
+    labels: Option<Vec<String>>,
+) -> ocellus::Result<ocellus::infer::Detector> {
+    let runtime =
+        ocellus::runtime::Runtime::init(&ocellus::runtime::Locator::from_env(onnxruntime))?;
+    let opts = ocellus::infer::DetectorOptions {
+        intra_threads: args.threads,
+        score_threshold: args.threshold,
+        labels,
+        verify_checksum: !args.no_verify,
+        ..Default::default()
+    };
+    ocellus::infer::Detector::new(runtime, card, &opts)
+}
+
+/// Milliseconds, as a float.
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The `p` quantile (0..=1, nearest rank) of `v`, which it sorts; `None` for no values.
+pub(crate) fn percentile(v: &mut [f64], p: f64) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let last = v.len().checked_sub(1)?;
+    let i = ((last as f64 * p.clamp(0.0, 1.0)).round() as usize).min(last);
+    v.get(i).copied()
+}

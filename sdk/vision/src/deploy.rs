@@ -1,0 +1,438 @@
+//! A deployment: everything `ocellus run` (or an integrator's program) needs to go from a source
+//! to events on a broker, built from a [`Config`] or by hand, and run to the end.
+//!
+//! ```no_run
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! # fn main() -> ocellus::Result<()> {
+//! let config = ocellus::config::Config::load("ocellus.toml".as_ref())?;
+//! let deployment = ocellus::deploy::Deployment::from_config(&config);
+//! let stop = AtomicBool::new(false);
+//! let report = deployment.run(&Default::default(), &stop, |event, _accepted| {
+//!     println!("{}", String::from_utf8_lossy(&event.to_json()));
+//! }, |_| {})?;
+//! println!("{} events", report.pipeline.event_count());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub use crate::agent::SNAPSHOT_MAX_BYTES;
+use crate::agent::{Agent, AgentSetup, LiveSettings};
+use crate::card::ModelCard;
+use crate::config::{Config, RulesSection, SourceConfig, VideoInput};
+use crate::error::Result;
+use crate::event::Event;
+use crate::health::Reporter;
+use crate::infer::{Detector, DetectorOptions};
+use crate::pipeline::{self, Progress, Summary};
+use crate::publish::{MqttSettings, PublishSummary, Publisher};
+use crate::rules::Rules;
+use crate::runtime::{Locator, Runtime};
+use crate::source::{FfmpegSource, ImageSource, Source, SyntheticSource};
+use crate::track::{Tracker, TrackerConfig};
+
+/// How long a clean stop waits for the broker to acknowledge what is queued.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Deployment::run`] gives the first MQTT connection (counted from its start, so
+/// usually spent loading the model) to find a configuration problem such as a wrong password.
+pub const CONNECT_CHECK: Duration = Duration::from_secs(5);
+/// Messages from a cloud hub waiting for the management agent.
+const INBOX: usize = 64;
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Device id (a topic level).
+    pub device: Arc<str>,
+    /// Where frames come from.
+    pub source: SourceConfig,
+    /// The model.
+    pub card: ModelCard,
+    /// Detector settings (threads, threshold, labels).
+    pub detector: DetectorOptions,
+    /// Explicit ONNX Runtime library, if any.
+    pub onnxruntime: Option<PathBuf>,
+    /// Tracker settings.
+    pub tracker: TrackerConfig,
+    /// Lines, zones and their settings.
+    pub rules: RulesSection,
+    /// Broker and topics.
+    pub mqtt: MqttSettings,
+    /// How often the retained health message is published.
+    pub health_interval: Duration,
+    /// Whether a cloud hub may ask for a snapshot (`cloud.snapshots`).
+    pub snapshots: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Frames, drops, events, timings.
+    pub pipeline: Summary,
+    /// What reached the broker.
+    pub publish: PublishSummary,
+    /// From [`Deployment::run`] being called to the detector and source being ready.
+    pub startup: Duration,
+    /// When [`Deployment::run`] was called (with a process start time, the time spent before it).
+    pub started_at: Instant,
+    /// Of `startup`: finding and loading the ONNX Runtime library.
+    pub runtime_load: Duration,
+    /// Of `startup`: the model: checksum, session (graph optimisation), input and output checks.
+    pub model_load: Duration,
+    /// Of `startup`: opening the source.
+    pub source_open: Duration,
+    /// The model file that was loaded.
+    pub model_path: PathBuf,
+}
+
+impl Deployment {
+    /// The deployment a config describes.
+    pub fn from_config(cfg: &Config) -> Deployment {
+        let device: Arc<str> = Arc::from(cfg.device.id.as_str());
+        Deployment {
+            device: device.clone(),
+            source: cfg.source.clone(),
+            card: cfg.model.card.clone(),
+            detector: DetectorOptions {
+                intra_threads: cfg.runtime.threads,
+                score_threshold: cfg.model.threshold,
+                labels: cfg.model.labels.clone(),
+                ..Default::default()
+            },
+            onnxruntime: cfg.runtime.onnxruntime.clone(),
+            tracker: cfg.tracker.clone(),
+            rules: cfg.rules.clone(),
+            mqtt: MqttSettings {
+                host: cfg.mqtt.host.clone(),
+                port: cfg.mqtt.port,
+                client_id: cfg.mqtt.client_id.clone(),
+                topic_prefix: cfg.mqtt.topic_prefix.clone(),
+                device,
+                keep_alive: cfg.mqtt.keep_alive,
+                tls: cfg.mqtt.tls.clone(),
+                credentials: cfg.mqtt.credentials.clone(),
+                queue: crate::spool::SpoolConfig {
+                    dir: cfg.queue.dir.clone(),
+                    max_bytes: cfg.queue.max_bytes,
+                    max_age: cfg.queue.max_age,
+                    when_full: cfg.queue.when_full,
+                    fsync_interval: cfg.queue.fsync_interval,
+                    segment_bytes: crate::spool::DEFAULT_SEGMENT_BYTES,
+                },
+                profile: cfg.cloud_profile(),
+            },
+            health_interval: cfg.health.interval,
+            snapshots: cfg.cloud.as_ref().is_some_and(|c| c.snapshots),
+        }
+    }
+
+    /// The detector and tracker settings a run uses. ByteTrack's second association pass lives on
+    /// low-score detections, so the detector reports down to the tracker's `low_threshold`, and the
+    /// model threshold (config or card) becomes the tracker's `high_threshold` (at least): tracks
+    /// start and are confirmed only from detections the model threshold accepts, and weaker ones
+    /// only keep existing tracks alive through partial occlusion.
+    pub fn tracking_thresholds(&self) -> (DetectorOptions, TrackerConfig) {
+        let model = self
+            .detector
+            .score_threshold
+            .unwrap_or_else(|| self.card.output.score_threshold());
+        let mut tracker = self.tracker.clone();
+        tracker.high_threshold = tracker.high_threshold.max(model);
+        tracker.new_track_threshold = tracker.new_track_threshold.max(tracker.high_threshold);
+        tracker.low_threshold = tracker.low_threshold.min(tracker.high_threshold);
+        let mut detector = self.detector.clone();
+        detector.score_threshold = Some(tracker.low_threshold);
+        (detector, tracker)
+    }
+
+    /// Open the configured source.
+    pub fn open_source(&self) -> Result<Box<dyn Source>> {
+        Ok(match &self.source {
+            SourceConfig::Video { input, fps, looped } => {
+                let s = match input {
+                    VideoInput::File(p) => p.to_string_lossy().into_owned(),
+                    VideoInput::Url(u) => u.clone(),
+                };
+                Box::new(FfmpegSource::open(&s, *fps, *looped)?)
+            }
+            SourceConfig::Images {
+                pattern,
+                fps,
+                looped,
+            } => Box::new(ImageSource::open(
+                &pattern.to_string_lossy(),
+                *fps,
+                *looped,
+            )?),
+            SourceConfig::Sensor {
+                bus,
+                mode,
+                fps,
+                exposure_us,
+                analog_gain_db,
+                auto_exposure,
+                test_pattern,
+                video,
+                sprite,
+                ..
+            } => {
+                use crate::config::SensorPattern;
+                use ocellus_imx219::TestPattern;
+                let pattern = match test_pattern {
+                    SensorPattern::None => TestPattern::None,
+                    SensorPattern::ColourBars => TestPattern::ColourBars,
+                    SensorPattern::FadeToGrey => TestPattern::FadeToGreyColourBars,
+                    SensorPattern::Pn9 => TestPattern::Pn9,
+                };
+                Box::new(crate::source::SensorSource::open(
+                    &crate::source::SensorSettings {
+                        mode: *mode,
+                        fps: *fps as f32,
+                        exposure_us: exposure_us.map(|v| v as f32),
+                        analog_gain_db: analog_gain_db.map(|v| v as f32),
+                        pattern,
+                        auto_exposure: *auto_exposure,
+                        bus: bus.clone(),
+                        video: video.clone(),
+                        sprite: sprite.clone(),
+                    },
+                )?)
+            }
+            SourceConfig::V4l2 {
+                device,
+                format,
+                size,
+                fps,
+            } => Box::new(crate::source::V4l2Source::open(
+                device,
+                crate::source::v4l2::Request {
+                    format: *format,
+                    size: *size,
+                    fps: *fps,
+                },
+            )?),
+            SourceConfig::Synthetic {
+                width,
+                height,
+                frames,
+                objects,
+                seed,
+                fps,
+            } => Box::new(SyntheticSource::new(
+                *width,
+                *height,
+                *frames,
+                *objects as usize,
+                *seed,
+                fps.unwrap_or(10.0),
+                fps.is_some(),
+            )?),
+        })
+    }
+
+    /// Load the model, open the source, connect, and run until the source ends, `opts.max_frames`,
+    /// or `stop` is set; then flush the events and publish the `offline` status.
+    /// `on_event(event, accepted)` sees every event after it was offered to the publisher.
+    pub fn run(
+        self,
+        opts: &pipeline::Options,
+        stop: &AtomicBool,
+        on_event: impl FnMut(&Event, bool),
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<Report> {
+        self.run_with_source(|d| d.open_source(), opts, stop, on_event, on_progress)
+    }
+
+    /// [`Deployment::run`] with a source of the caller's making: a simulated sensor with a
+    /// scripted scene, a vendor camera API, a test double. `open` is called once the model is
+    /// loaded (right before the first frame is wanted), so a live source does not deliver a backlog
+    /// of frames captured during start-up. The configured `source` is ignored.
+    pub fn run_with_source(
+        self,
+        open: impl FnOnce(&Deployment) -> Result<Box<dyn Source>>,
+        opts: &pipeline::Options,
+        stop: &AtomicBool,
+        mut on_event: impl FnMut(&Event, bool),
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<Report> {
+        let t0 = Instant::now();
+        // the queue and the TLS files first: a bad queue directory or key file fails at once, and
+        // the connection is made while the model loads
+        let cloud = !matches!(self.mqtt.profile, crate::cloud::Profile::Generic);
+        let (inbox_tx, inbox) = std::sync::mpsc::sync_channel(INBOX);
+        let publisher = Publisher::start_with_inbox(self.mqtt.clone(), cloud.then_some(inbox_tx))?;
+        let t_runtime = Instant::now();
+        let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
+        let runtime_load = t_runtime.elapsed();
+        let (detector_opts, tracker_cfg) = self.tracking_thresholds();
+        let t_model = Instant::now();
+        let mut detector = Detector::new(runtime, &self.card, &detector_opts)?;
+        let model_load = t_model.elapsed();
+        let tracker = Tracker::new(tracker_cfg)?;
+        let rules = Rules::new(
+            self.rules.lines.clone(),
+            self.rules.zones.clone(),
+            self.rules.config.clone(),
+        )?;
+        let t_source = Instant::now();
+        let source = open(&self)?;
+        let source_open = t_source.elapsed();
+        let startup = t0.elapsed();
+        // a wrong CA, password or client certificate is a set-up error; an unreachable broker is
+        // not (events wait on disk)
+        let budget = CONNECT_CHECK.saturating_sub(t0.elapsed());
+        if !publisher.check_connect(budget)? {
+            tracing::warn!(
+                "MQTT broker {} not reachable yet: events wait in the queue at {} and are sent when it is",
+                self.mqtt.broker(),
+                self.mqtt.queue.dir.display()
+            );
+        }
+        let live = opts.live.clone().unwrap_or_default();
+        let control = opts.control.clone().unwrap_or_default();
+        let opts = pipeline::Options {
+            live: Some(live.clone()),
+            control: Some(control.clone()),
+            ..opts.clone()
+        };
+        let settings = Arc::new(LiveSettings::new(self.health_interval));
+        let mut agent = cloud.then(|| {
+            Agent::new(AgentSetup {
+                device: self.device.clone(),
+                profile: self.mqtt.profile.clone(),
+                snapshots: self.snapshots,
+                model: crate::config::ModelConfig {
+                    card_path: self.card.path.clone(),
+                    card: self.card.clone(),
+                    threshold: self.detector.score_threshold,
+                    labels: self.detector.labels.clone(),
+                },
+                file_rules: self.rules.clone(),
+                queue: self.mqtt.queue.clone(),
+                live: settings.clone(),
+                control: control.clone(),
+            })
+        });
+        let mut reporter = Reporter::new(&self.device, &self.mqtt.queue, publisher.recovered());
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            let (publisher, live, done, reporter) = (&publisher, &live, &done, &mut reporter);
+            let health_settings = settings.clone();
+            let health = std::thread::Builder::new()
+                .name("ocellus-health".into())
+                .spawn_scoped(scope, move || {
+                    let mut next = Instant::now();
+                    while !done.load(Ordering::Relaxed) {
+                        if Instant::now() >= next {
+                            let h = reporter.report(live, &publisher.health());
+                            publisher.post_health(h.to_json());
+                            let interval = health_settings
+                                .health_interval()
+                                .max(Duration::from_millis(100));
+                            next = Instant::now() + interval;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                });
+            let agent_thread = agent.as_mut().map(move |agent| {
+                std::thread::Builder::new()
+                    .name("ocellus-cloud".into())
+                    .spawn_scoped(scope, move || agent.run(publisher, &inbox, done))
+            });
+            let result = pipeline::run(
+                source,
+                &mut detector,
+                tracker,
+                rules,
+                self.device.clone(),
+                &opts,
+                stop,
+                |ev| {
+                    // `publish.event_types` from the hub: the others are counted, not sent
+                    if settings.allows(ev.kind) {
+                        let accepted = publisher.publish(ev);
+                        on_event(ev, accepted);
+                    }
+                },
+                on_progress,
+            );
+            done.store(true, Ordering::Relaxed);
+            if let Ok(h) = health {
+                let _ = h.join();
+            }
+            if let Some(Ok(a)) = agent_thread {
+                let _ = a.join();
+            }
+            result
+        });
+        // the last word before `offline`: the final counters, once the queue has drained
+        let publish = publisher.shutdown_with_health(
+            FLUSH_TIMEOUT,
+            Box::new(move |h| reporter.report(&live, h).to_json()),
+        );
+        Ok(Report {
+            pipeline: result?,
+            publish,
+            startup,
+            started_at: t0,
+            runtime_load,
+            model_load,
+            source_open,
+            model_path: detector.model_path().to_path_buf(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(threshold: Option<f32>) -> Deployment {
+        let device: Arc<str> = Arc::from("t");
+        Deployment {
+            device: device.clone(),
+            source: SourceConfig::Synthetic {
+                width: 64,
+                height: 64,
+                frames: 1,
+                objects: 1,
+                seed: 0,
+                fps: None,
+            },
+            card: ModelCard::builtin_ssd().expect("built-in card"),
+            detector: DetectorOptions {
+                score_threshold: threshold,
+                ..Default::default()
+            },
+            onnxruntime: None,
+            tracker: TrackerConfig::default(),
+            rules: RulesSection::default(),
+            mqtt: MqttSettings::new("127.0.0.1", 1883, &device, "/nonexistent/queue"),
+            health_interval: Duration::from_secs(30),
+            snapshots: false,
+        }
+    }
+
+    #[test]
+    fn the_tracker_sees_low_scores_and_the_model_threshold_gates_tracks() {
+        // card threshold 0.5, tracker defaults (low 0.1, high 0.5, new 0.6)
+        let (det, trk) = deployment(None).tracking_thresholds();
+        assert_eq!(det.score_threshold, Some(0.1));
+        assert_eq!(
+            (
+                trk.low_threshold,
+                trk.high_threshold,
+                trk.new_track_threshold
+            ),
+            (0.1, 0.5, 0.6)
+        );
+        // a stricter model threshold raises the tracker's high and new-track thresholds
+        let (det, trk) = deployment(Some(0.7)).tracking_thresholds();
+        assert_eq!(det.score_threshold, Some(0.1));
+        assert_eq!((trk.high_threshold, trk.new_track_threshold), (0.7, 0.7));
+    }
+}
