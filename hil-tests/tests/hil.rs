@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use ocellus::config::{Config, SensorBus};
+use ocellus::config::Config;
 use ocellus::deploy::Deployment;
 use ocellus::event::EventType;
 use ocellus::infer::{Detector, DetectorOptions};
 use ocellus::rules::Direction;
 use ocellus::source::sensor::mean_brightness;
-use ocellus::source::{SensorSettings, SensorSource, Source};
+use ocellus::source::{SensorBus, SensorSettings, SensorSource, Source};
 use ocellus_hil_tests::Hardware;
 use ocellus_imx219::{Mode, TestPattern, registers as r};
 use ocellus_imx219_sim::{COLOUR_BARS, SimImx219};

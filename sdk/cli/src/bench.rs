@@ -14,7 +14,7 @@ use crate::procinfo::MIB;
 use ocellus::card::ModelCard;
 use ocellus::infer::Detector;
 
-use crate::{Format, ModelArgs, detector_for, load_card, ms, percentile};
+use crate::args::{Format, ModelArgs, detector_for, load_card, ms, percentile};
 
 /// The targets.
 const RATIO_MIN: f64 = 0.95;
@@ -234,24 +234,21 @@ pub(crate) fn run(
     }
     // the whole pipeline on the same frames, from the file, same detector and threads
     let source = ocellus::source::FfmpegSource::open(&video.to_string_lossy(), None, false)?;
-    let tracker = ocellus::track::Tracker::new(Default::default())?;
     let rules = crate::run::demo_rules();
     let rules = ocellus::rules::Rules::new(rules.lines, rules.zones, rules.config)?;
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let summary = ocellus::pipeline::run(
-        Box::new(source),
-        &mut det,
-        tracker,
-        rules,
-        std::sync::Arc::from("bench"),
-        &ocellus::pipeline::Options {
-            max_frames: Some(clip.len() as u64),
-            ..Default::default()
-        },
-        &stop,
-        |_| {},
-        |_| {},
-    )?;
+    // the tracker as a deployment couples it to the detector's threshold
+    let summary = ocellus::Pipeline::builder()
+        .source(source)
+        .borrowed_detector(&mut det)
+        .rules(rules)
+        .device("bench")
+        .max_frames(clip.len() as u64)
+        .build()?
+        .run(&stop)?;
+    // B measures the detector as A did, at its own threshold
+    let threshold = ocellus::Inference::score_threshold(&det);
+    ocellus::Inference::set_report_floor(&mut det, threshold);
     // B: the same on the second half
     for block in clip[half..].chunks(BLOCK) {
         m.block(&mut det, baseline.as_mut().map(|(b, _)| b), block)?;

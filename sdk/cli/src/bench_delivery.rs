@@ -11,7 +11,7 @@ use ocellus::event::Event;
 use ocellus::publish::{MqttSettings, Publisher};
 use ocellus::rules::{Direction, RuleEvent, RuleEventKind};
 
-use crate::Format;
+use crate::args::Format;
 
 #[derive(Serialize)]
 struct Report {
@@ -111,7 +111,7 @@ pub(crate) fn run(
     Ok(if report.flushed {
         0
     } else {
-        crate::EXIT_PARTIAL
+        crate::args::EXIT_PARTIAL
     })
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::{EXIT_PARTIAL, Format, ModelArgs, load_detector};
+use crate::args::{EXIT_PARTIAL, Format, ModelArgs, load_detector};
 use ocellus::infer::Detection;
 
 #[derive(Serialize)]

@@ -1,5 +1,6 @@
 //! The `ocellus` command-line program.
 
+mod args;
 mod bench;
 mod bench_delivery;
 mod broker;
@@ -11,7 +12,9 @@ mod run;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+use crate::args::{EXIT_SETUP, Format, ModelArgs};
 
 /// On-device vision for intelligent image sensors.
 #[derive(Debug, Parser)]
@@ -22,29 +25,6 @@ struct Cli {
     onnxruntime: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Format {
-    Text,
-    Json,
-}
-
-/// Options shared by the commands that load a model.
-#[derive(Debug, clap::Args)]
-struct ModelArgs {
-    /// Model card (default: the built-in SSD-MobileNet-v2-COCO person detector).
-    #[arg(long, value_name = "CARD")]
-    model: Option<PathBuf>,
-    /// Score threshold (default: the card's).
-    #[arg(long)]
-    threshold: Option<f32>,
-    /// ONNX Runtime intra-op threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Skip the model file's sha256 check against its card.
-    #[arg(long)]
-    no_verify: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,10 +135,6 @@ enum Command {
         format: Format,
     },
 }
-
-/// Exit codes: 0 success, 1 some inputs failed, 2 the run could not start (usage, model, runtime).
-pub(crate) const EXIT_PARTIAL: u8 = 1;
-pub(crate) const EXIT_SETUP: u8 = 2;
 
 fn main() -> ExitCode {
     // before anything else: the start of the start-up figure
@@ -283,55 +259,4 @@ fn devices(format: Format) -> ocellus::Result<u8> {
         }
     }
     Ok(0)
-}
-
-/// The card `--model` names, or the built-in SSD.
-pub(crate) fn load_card(args: &ModelArgs) -> ocellus::Result<ocellus::card::ModelCard> {
-    use ocellus::card::ModelCard;
-    match &args.model {
-        Some(path) => ModelCard::load(path),
-        None => ModelCard::builtin_ssd_cut(),
-    }
-}
-
-/// Load the runtime, the card and the detector.
-pub(crate) fn load_detector(
-    onnxruntime: Option<PathBuf>,
-    args: &ModelArgs,
-    labels: Option<Vec<String>>,
-) -> ocellus::Result<ocellus::infer::Detector> {
-    let card = load_card(args)?;
-    detector_for(onnxruntime, &card, args, labels)
-}
-
-/// Load the runtime and a detector for `card` with the options of `args` (its `model` aside).
-pub(crate) fn detector_for(
-    onnxruntime: Option<PathBuf>,
-    card: &ocellus::card::ModelCard,
-    args: &ModelArgs,
-    labels: Option<Vec<String>>,
-) -> ocellus::Result<ocellus::infer::Detector> {
-    let runtime =
-        ocellus::runtime::Runtime::init(&ocellus::runtime::Locator::from_env(onnxruntime))?;
-    let opts = ocellus::infer::DetectorOptions {
-        intra_threads: args.threads,
-        score_threshold: args.threshold,
-        labels,
-        verify_checksum: !args.no_verify,
-        ..Default::default()
-    };
-    ocellus::infer::Detector::new(runtime, card, &opts)
-}
-
-/// Milliseconds, as a float.
-pub(crate) fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// The `p` quantile (0..=1, nearest rank) of `v`, which it sorts; `None` for no values.
-pub(crate) fn percentile(v: &mut [f64], p: f64) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    let last = v.len().checked_sub(1)?;
-    let i = ((last as f64 * p.clamp(0.0, 1.0)).round() as usize).min(last);
-    v.get(i).copied()
 }

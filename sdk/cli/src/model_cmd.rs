@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use ocellus::card::{Conformance, ModelCard};
-use ocellus::infer::conformance;
+use ocellus::conformance;
 
-use crate::EXIT_PARTIAL;
+use crate::args::EXIT_PARTIAL;
 
 /// What `ocellus model` does.
 #[derive(Debug, clap::Subcommand)]

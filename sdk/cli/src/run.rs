@@ -11,15 +11,16 @@ use serde::Serialize;
 
 use crate::procinfo::MIB;
 use ocellus::card::ModelCard;
-use ocellus::config::{Config, RulesSection, SourceConfig, VideoInput};
+use ocellus::config::{Config, RulesSection};
 use ocellus::deploy::{Deployment, Report};
 use ocellus::event::{Event, EventType};
 use ocellus::infer::DetectorOptions;
 use ocellus::pipeline::{Options, Progress};
 use ocellus::publish::MqttSettings;
 use ocellus::rules::{LineRule, RulesConfig, ZoneRule};
+use ocellus::source::{SourceConfig, VideoInput};
 
-use crate::{Format, ms};
+use crate::args::{Format, ms};
 
 /// Ctrl-C / SIGTERM set the flag (a clean stop); a second Ctrl-C exits at once.
 fn stop_flag() -> ocellus::Result<Arc<AtomicBool>> {
@@ -448,7 +449,7 @@ fn execute(
         &report.pipeline.source_error,
     ) {
         eprintln!("error: {}", ocellus::redact::text(&e.to_string()));
-        return Ok(crate::EXIT_SETUP);
+        return Ok(crate::args::EXIT_SETUP);
     }
     let m = &report.publish;
     if m.dropped + m.refused > 0 {
@@ -477,10 +478,10 @@ fn execute(
             m.queued,
             queue_dir.display()
         );
-        return Ok(crate::EXIT_PARTIAL);
+        return Ok(crate::args::EXIT_PARTIAL);
     }
     if lost > 0 || failed > 0 || !summary_written {
-        return Ok(crate::EXIT_PARTIAL);
+        return Ok(crate::args::EXIT_PARTIAL);
     }
     Ok(0)
 }

@@ -1,4 +1,4 @@
-//! Converted models are accepted by what they compute (`ocellus::infer::conformance`), and the
+//! Converted models are accepted by what they compute (`ocellus::conformance`), and the
 //! accepted bytes are pinned by a manifest (`ocellus::manifest`).
 //!
 //! The real converted SSD (cut at the box predictor) from the provisioning cache is changed the
@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use ocellus::Error;
 use ocellus::card::ModelCard;
-use ocellus::infer::{Detector, DetectorOptions, conformance};
+use ocellus::conformance;
+use ocellus::infer::{Detector, DetectorOptions};
 use ocellus::manifest::{Manifest, path_for};
 
 const CUT: &str = "ssd-mobilenet-v2-coco-cut.toml";

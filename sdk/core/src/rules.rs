@@ -102,9 +102,10 @@ pub const MAX_TRACKS_PER_RULE: usize = 4096;
 /// Longest accepted rule name, in bytes (names are `[A-Za-z0-9._-]{1,64}`).
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Smallest accepted zone area (normalised units; 1e-9 is about a thousandth of a pixel on a
-/// 1000 × 1000 image): polygons below it are degenerate (collinear or repeated vertices).
-const MIN_ZONE_AREA: f64 = 1e-9;
+/// Smallest accepted zone area (normalised units; 1e-6 is one pixel of a 1000 × 1000 image):
+/// polygons below it are degenerate (collinear or repeated vertices) or too small to hold anyone.
+/// The config file and the rules a cloud hub sends are held to the same bound.
+pub const MIN_ZONE_AREA: f64 = 1e-6;
 
 /// Most vertices a zone polygon may have (the config's limit too): every observation is tested
 /// against every edge.
@@ -569,8 +570,9 @@ fn point_in_polygon(polygon: &[Point], p: Point) -> bool {
     inside
 }
 
-/// Shoelace area (absolute).
-fn polygon_area(polygon: &[Point]) -> f64 {
+/// A polygon's area (absolute, shoelace formula), in normalised units: compare with
+/// [`MIN_ZONE_AREA`].
+pub fn polygon_area(polygon: &[[f64; 2]]) -> f64 {
     let Some(&last) = polygon.last() else {
         return 0.0;
     };
@@ -955,7 +957,7 @@ fn validate_zone(zone: &ZoneRule) -> Result<()> {
         validate_point("zone", name, &format!("polygon[{i}]"), p)?;
     }
     let points: Vec<Point> = zone.polygon.iter().copied().map(pt).collect();
-    if polygon_area(&points) <= MIN_ZONE_AREA {
+    if polygon_area(&points) < MIN_ZONE_AREA {
         return Err(invalid(
             format!("rules.zone.{name}.polygon"),
             format!(

@@ -11,11 +11,12 @@ use crate::event::Event;
 
 /// Anything that takes events.
 ///
-/// The pipeline calls [`EventSink::send`] on its analytics thread, for every event, in order.
+/// The pipeline calls [`EventSink::send`] on the thread that runs it (so a sink need not be
+/// `Send`), for every event, in order.
 /// A sink that blocks holds up the pipeline (a file source waits; a live source drops frames, and
 /// counts them), so a slow destination belongs behind a queue of its own, as the MQTT publisher's
 /// disk queue is.
-pub trait EventSink: Send {
+pub trait EventSink {
     /// Take one event.
     ///
     /// # Errors
@@ -176,7 +177,7 @@ impl<F> std::fmt::Debug for FnSink<F> {
     }
 }
 
-impl<F: FnMut(&Event) -> Result<()> + Send> EventSink for FnSink<F> {
+impl<F: FnMut(&Event) -> Result<()>> EventSink for FnSink<F> {
     fn send(&mut self, event: &Event) -> Result<()> {
         (self.0)(event)
     }

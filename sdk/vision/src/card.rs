@@ -246,30 +246,7 @@ pub enum OutputSpec {
     },
 }
 
-/// An SSD anchor generator and its settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "generator", deny_unknown_fields)]
-pub enum AnchorSpec {
-    /// The TF Object Detection API's `MultipleGridAnchorGenerator` as built by its
-    /// `ssd_anchor_generator` config (`create_ssd_anchors`), for a square input.
-    #[serde(rename = "tf-multiple-grid")]
-    TfMultipleGrid {
-        /// Feature map side of each layer, finest first (e.g. 19, 10, 5, 3, 2, 1 for 300x300).
-        feature_maps: Vec<u32>,
-        /// Scale of the finest layer (fraction of the input side).
-        min_scale: f32,
-        /// Scale of the coarsest layer.
-        max_scale: f32,
-        /// Aspect ratios (width / height) of every layer's anchors.
-        aspect_ratios: Vec<f32>,
-        /// Aspect ratio of the extra anchor at the scale between a layer's and the next's (0: none).
-        #[serde(default)]
-        interpolated_scale_aspect_ratio: f32,
-        /// The finest layer has only three anchors: (0.1, 1:1), (min_scale, 2:1), (min_scale, 1:2).
-        #[serde(default)]
-        reduce_boxes_in_lowest_layer: bool,
-    },
-}
+pub use crate::anchors::AnchorSpec;
 
 /// What a converted model must compute to be accepted: reference inputs taken from registry
 /// packages, and what the model gave on them when the card was written, with tolerances.
@@ -700,13 +677,12 @@ impl ModelCard {
                         "grid sizes and anchors per cell must be 1..=1024".into(),
                     ));
                 }
-                if crate::infer::blazeface::total_anchors(anchor_cells, anchors_per_cell).is_none()
-                {
+                if crate::anchors::total_anchors(anchor_cells, anchors_per_cell).is_none() {
                     return Err(invalid(
                         "output.anchor_cells",
                         format!(
                             "the layers have more than {} anchors in all (anchor_cells² × anchors_per_cell, summed)",
-                            crate::infer::blazeface::MAX_ANCHORS
+                            crate::anchors::MAX_ANCHORS
                         ),
                     ));
                 }
@@ -736,7 +712,7 @@ impl ModelCard {
                 if *max_per_class == 0 {
                     return Err(invalid("output.max_per_class", "must be at least 1".into()));
                 }
-                crate::infer::ssd::anchors(anchors)
+                crate::anchors::anchors(anchors)
                     .map_err(|(key, message)| invalid(&format!("output.anchors.{key}"), message))?;
             }
         }
@@ -798,41 +774,6 @@ impl ModelCard {
                 file: self.file.clone(),
                 looked,
             })
-    }
-
-    /// The sha256 the model file must have: the card's own for a model used as fetched; for a
-    /// converted model, the one its manifest recorded when provisioning accepted it (the manifest
-    /// must be for this card, this source and these conformance references).
-    pub fn expected_sha256(&self, model: &Path) -> Result<String> {
-        match (&self.sha256, &self.conformance) {
-            (Some(sha), _) => Ok(sha.clone()),
-            (None, _) => Ok(crate::manifest::Manifest::for_model(self, model)?.sha256),
-        }
-    }
-
-    /// Check a model file against the card's sha256, or against the manifest that accepted it.
-    pub fn verify(&self, model: &Path) -> Result<()> {
-        let expected = self.expected_sha256(model)?;
-        let actual = sha256_file(model)?;
-        if actual == expected {
-            return Ok(());
-        }
-        match &self.sha256 {
-            Some(_) => Err(Error::ModelChecksum {
-                card: self.path.clone(),
-                path: model.to_path_buf(),
-                expected,
-                actual,
-            }),
-            None => Err(Error::ModelManifest {
-                manifest: crate::manifest::path_for(model),
-                message: format!(
-                    "records sha256 {expected} for {}, but the file now has {actual}: it changed after it was accepted. Delete both and run `{}`",
-                    model.display(),
-                    crate::paths::PROVISION_COMMAND
-                ),
-            }),
-        }
     }
 
     /// The label of a class id, or `class_<id>` for ids the card does not name.

@@ -28,12 +28,13 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::health::Reporter;
 use crate::infer::{Detector, DetectorOptions};
-use crate::pipeline::{self, Progress, Summary};
+use crate::pipeline::{self, LiveCounters, Pipeline, Progress, Summary};
 use crate::publish::{MqttSettings, PublishSummary, Publisher};
 use crate::rules::Rules;
 use crate::runtime::{Locator, Runtime};
 use crate::source::{FfmpegSource, ImageSource, Source, SyntheticSource};
-use crate::track::{Tracker, TrackerConfig};
+use crate::track::TrackerConfig;
+use ocellus_core::EventSink;
 
 /// How long a clean stop waits for the broker to acknowledge what is queued.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,9 +93,8 @@ pub struct Report {
 impl Deployment {
     /// The deployment a config describes.
     pub fn from_config(cfg: &Config) -> Deployment {
-        let device: Arc<str> = Arc::from(cfg.device.id.as_str());
         Deployment {
-            device: device.clone(),
+            device: Arc::from(cfg.device.id.as_str()),
             source: cfg.source.clone(),
             card: cfg.model.card.clone(),
             detector: DetectorOptions {
@@ -106,25 +106,7 @@ impl Deployment {
             onnxruntime: cfg.runtime.onnxruntime.clone(),
             tracker: cfg.tracker.clone(),
             rules: cfg.rules.clone(),
-            mqtt: MqttSettings {
-                host: cfg.mqtt.host.clone(),
-                port: cfg.mqtt.port,
-                client_id: cfg.mqtt.client_id.clone(),
-                topic_prefix: cfg.mqtt.topic_prefix.clone(),
-                device,
-                keep_alive: cfg.mqtt.keep_alive,
-                tls: cfg.mqtt.tls.clone(),
-                credentials: cfg.mqtt.credentials.clone(),
-                queue: crate::spool::SpoolConfig {
-                    dir: cfg.queue.dir.clone(),
-                    max_bytes: cfg.queue.max_bytes,
-                    max_age: cfg.queue.max_age,
-                    when_full: cfg.queue.when_full,
-                    fsync_interval: cfg.queue.fsync_interval,
-                    segment_bytes: crate::spool::DEFAULT_SEGMENT_BYTES,
-                },
-                profile: cfg.cloud_profile(),
-            },
+            mqtt: cfg.mqtt_settings(),
             health_interval: cfg.health.interval,
             snapshots: cfg.cloud.as_ref().is_some_and(|c| c.snapshots),
         }
@@ -140,12 +122,9 @@ impl Deployment {
             .detector
             .score_threshold
             .unwrap_or_else(|| self.card.output.score_threshold());
-        let mut tracker = self.tracker.clone();
-        tracker.high_threshold = tracker.high_threshold.max(model);
-        tracker.new_track_threshold = tracker.new_track_threshold.max(tracker.high_threshold);
-        tracker.low_threshold = tracker.low_threshold.min(tracker.high_threshold);
+        let (floor, tracker) = self.tracker.coupled_to(model);
         let mut detector = self.detector.clone();
-        detector.score_threshold = Some(tracker.low_threshold);
+        detector.score_threshold = Some(floor);
         (detector, tracker)
     }
 
@@ -179,29 +158,19 @@ impl Deployment {
                 video,
                 sprite,
                 ..
-            } => {
-                use crate::config::SensorPattern;
-                use ocellus_imx219::TestPattern;
-                let pattern = match test_pattern {
-                    SensorPattern::None => TestPattern::None,
-                    SensorPattern::ColourBars => TestPattern::ColourBars,
-                    SensorPattern::FadeToGrey => TestPattern::FadeToGreyColourBars,
-                    SensorPattern::Pn9 => TestPattern::Pn9,
-                };
-                Box::new(crate::source::SensorSource::open(
-                    &crate::source::SensorSettings {
-                        mode: *mode,
-                        fps: *fps as f32,
-                        exposure_us: exposure_us.map(|v| v as f32),
-                        analog_gain_db: analog_gain_db.map(|v| v as f32),
-                        pattern,
-                        auto_exposure: *auto_exposure,
-                        bus: bus.clone(),
-                        video: video.clone(),
-                        sprite: sprite.clone(),
-                    },
-                )?)
-            }
+            } => Box::new(crate::source::SensorSource::open(
+                &crate::source::SensorSettings {
+                    mode: *mode,
+                    fps: *fps as f32,
+                    exposure_us: exposure_us.map(|v| v as f32),
+                    analog_gain_db: analog_gain_db.map(|v| v as f32),
+                    pattern: *test_pattern,
+                    auto_exposure: *auto_exposure,
+                    bus: bus.clone(),
+                    video: video.clone(),
+                    sprite: sprite.clone(),
+                },
+            )?),
             SourceConfig::V4l2 {
                 device,
                 format,
@@ -268,11 +237,11 @@ impl Deployment {
         let t_runtime = Instant::now();
         let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
         let runtime_load = t_runtime.elapsed();
-        let (detector_opts, tracker_cfg) = self.tracking_thresholds();
         let t_model = Instant::now();
-        let mut detector = Detector::new(runtime, &self.card, &detector_opts)?;
+        // the builder lowers the detector's threshold to the tracker's (see tracking_thresholds)
+        let detector = Detector::new(runtime, &self.card, &self.detector)?;
         let model_load = t_model.elapsed();
-        let tracker = Tracker::new(tracker_cfg)?;
+        let model_path = detector.model_path().to_path_buf();
         let rules = Rules::new(
             self.rules.lines.clone(),
             self.rules.zones.clone(),
@@ -294,12 +263,26 @@ impl Deployment {
         }
         let live = opts.live.clone().unwrap_or_default();
         let control = opts.control.clone().unwrap_or_default();
-        let opts = pipeline::Options {
-            live: Some(live.clone()),
-            control: Some(control.clone()),
-            ..opts.clone()
-        };
         let settings = Arc::new(LiveSettings::new(self.health_interval));
+        let sink = PublisherSink {
+            publisher: &publisher,
+            broker: self.mqtt.broker(),
+            settings: settings.clone(),
+            on_event: &mut on_event,
+        };
+        let pipeline = Pipeline::builder()
+            .boxed_source(source)
+            .detector(detector)
+            .tracker(self.tracker.clone())
+            .rules(rules)
+            .device(&self.device)
+            .sink(sink)
+            .options(pipeline::Options {
+                live: Some(live.clone()),
+                control: Some(control.clone()),
+                ..opts.clone()
+            })
+            .build()?;
         let mut agent = cloud.then(|| {
             Agent::new(AgentSetup {
                 device: self.device.clone(),
@@ -321,45 +304,17 @@ impl Deployment {
         let done = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
             let (publisher, live, done, reporter) = (&publisher, &live, &done, &mut reporter);
-            let health_settings = settings.clone();
             let health = std::thread::Builder::new()
                 .name("ocellus-health".into())
                 .spawn_scoped(scope, move || {
-                    let mut next = Instant::now();
-                    while !done.load(Ordering::Relaxed) {
-                        if Instant::now() >= next {
-                            let h = reporter.report(live, &publisher.health());
-                            publisher.post_health(h.to_json());
-                            let interval = health_settings
-                                .health_interval()
-                                .max(Duration::from_millis(100));
-                            next = Instant::now() + interval;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
+                    health_loop(publisher, reporter, live, &settings, done);
                 });
             let agent_thread = agent.as_mut().map(move |agent| {
                 std::thread::Builder::new()
                     .name("ocellus-cloud".into())
                     .spawn_scoped(scope, move || agent.run(publisher, &inbox, done))
             });
-            let result = pipeline::run(
-                source,
-                &mut detector,
-                tracker,
-                rules,
-                self.device.clone(),
-                &opts,
-                stop,
-                |ev| {
-                    // `publish.event_types` from the hub: the others are counted, not sent
-                    if settings.allows(ev.kind) {
-                        let accepted = publisher.publish(ev);
-                        on_event(ev, accepted);
-                    }
-                },
-                on_progress,
-            );
+            let result = pipeline.run_with_progress(stop, on_progress);
             done.store(true, Ordering::Relaxed);
             if let Ok(h) = health {
                 let _ = h.join();
@@ -382,8 +337,63 @@ impl Deployment {
             runtime_load,
             model_load,
             source_open,
-            model_path: detector.model_path().to_path_buf(),
+            model_path,
         })
+    }
+}
+
+/// Publish the retained health message every interval (the hub may change it) until `done`.
+fn health_loop(
+    publisher: &Publisher,
+    reporter: &mut Reporter,
+    live: &LiveCounters,
+    settings: &LiveSettings,
+    done: &AtomicBool,
+) {
+    let mut next = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        if Instant::now() >= next {
+            let h = reporter.report(live, &publisher.health());
+            publisher.post_health(h.to_json());
+            let interval = settings.health_interval().max(Duration::from_millis(100));
+            next = Instant::now() + interval;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The deployment's sink: the publisher, less the event types a cloud hub turned off
+/// (`publish.event_types`: counted in the summary, not sent); the caller sees every event sent and
+/// whether the queue took it.
+struct PublisherSink<'p, F> {
+    publisher: &'p Publisher,
+    broker: String,
+    settings: Arc<LiveSettings>,
+    on_event: F,
+}
+
+impl<F: FnMut(&Event, bool)> EventSink for PublisherSink<'_, F> {
+    fn send(&mut self, event: &Event) -> ocellus_core::Result<()> {
+        if !self.settings.allows(event.kind) {
+            return Ok(());
+        }
+        let accepted = self.publisher.publish(event);
+        (self.on_event)(event, accepted);
+        if accepted {
+            Ok(())
+        } else {
+            Err(ocellus_core::Error::component(
+                ocellus_core::Fault::Environment,
+                format!(
+                    "event {} refused by the queue's bounds (queue.max_bytes, queue.when_full)",
+                    event.id
+                ),
+            ))
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("MQTT {}", self.broker)
     }
 }
 

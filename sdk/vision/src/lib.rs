@@ -30,9 +30,11 @@
 //! pipeline, config).
 
 mod agent;
+pub mod anchors;
 pub mod annotate;
 pub mod card;
 pub mod config;
+pub mod conformance;
 pub mod deploy;
 pub mod error;
 pub mod health;
@@ -45,6 +47,7 @@ pub mod runtime;
 pub mod snapshot;
 pub mod source;
 
+pub use ocellus_core as core;
 pub use ocellus_core::{event, histogram, nms, ratelimit, redact, rules, sink, track};
 pub use ocellus_delivery as delivery;
 pub use ocellus_delivery::{cloud, publish, spool, transport};
@@ -59,6 +62,7 @@ pub use ocellus_core::{
     RgbFrame, RgbView, Rules, RulesConfig, Source, SourceStats, Tracker, TrackerConfig,
 };
 pub use ocellus_delivery::{MqttSettings, Publisher};
+pub use pipeline::{Pipeline, PipelineBuilder};
 pub use runtime::Runtime;
 
 /// Open and decode an image file as 8-bit RGB, with the decoder's limits (a header that claims a

@@ -4,7 +4,7 @@
 //! card: the converter folds constants with the CPU's own floating-point kernels, so its bytes
 //! differ from one CPU to the next. Its card carries `[conformance]` references instead
 //! ([`crate::card::Conformance`]); provisioning runs the converted file on them
-//! ([`crate::infer::conformance`]) and, when every case matches, writes a manifest beside it:
+//! ([`crate::conformance`]) and, when every case matches, writes a manifest beside it:
 //! `<model file>.manifest.json`, with the card and source it was made for, the converter, the
 //! results, and the file's own sha256. At load the file is checked against that sha256, so a
 //! flipped byte is still refused; a converted model without a manifest is refused with a message
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::card::ModelCard;
+use crate::card::{ModelCard, sha256_file};
 use crate::error::{Error, Result};
 
 /// The manifest's schema.
@@ -179,6 +179,45 @@ impl Manifest {
             .map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         Ok(path)
+    }
+}
+
+/// A card's pin on its model file: the card's own sha256, or the manifest that accepted the file.
+/// (Here rather than in `card`, which knows nothing of manifests.)
+impl ModelCard {
+    /// The sha256 the model file must have: the card's own for a model used as fetched; for a
+    /// converted model, the one its manifest recorded when provisioning accepted it (the manifest
+    /// must be for this card, this source and these conformance references).
+    pub fn expected_sha256(&self, model: &Path) -> Result<String> {
+        match (&self.sha256, &self.conformance) {
+            (Some(sha), _) => Ok(sha.clone()),
+            (None, _) => Ok(Manifest::for_model(self, model)?.sha256),
+        }
+    }
+
+    /// Check a model file against the card's sha256, or against the manifest that accepted it.
+    pub fn verify(&self, model: &Path) -> Result<()> {
+        let expected = self.expected_sha256(model)?;
+        let actual = sha256_file(model)?;
+        if actual == expected {
+            return Ok(());
+        }
+        match &self.sha256 {
+            Some(_) => Err(Error::ModelChecksum {
+                card: self.path.clone(),
+                path: model.to_path_buf(),
+                expected,
+                actual,
+            }),
+            None => Err(Error::ModelManifest {
+                manifest: path_for(model),
+                message: format!(
+                    "records sha256 {expected} for {}, but the file now has {actual}: it changed after it was accepted. Delete both and run `{}`",
+                    model.display(),
+                    crate::paths::PROVISION_COMMAND
+                ),
+            }),
+        }
     }
 }
 

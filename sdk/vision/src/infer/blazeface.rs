@@ -4,28 +4,7 @@
 use super::{Candidate, OutputTensor};
 use crate::error::Result;
 
-/// Most anchors a model may have over all its layers (BlazeFace has 896, its full-range variant
-/// 2304): bounds what a card can make us allocate.
-pub const MAX_ANCHORS: usize = 1 << 20;
-
-/// Anchors of one layer, `cells * cells * per_cell`; `None` on overflow.
-pub fn layer_anchors(cells: u32, per_cell: u32) -> Option<usize> {
-    let cells = usize::try_from(cells).ok()?;
-    cells
-        .checked_mul(cells)?
-        .checked_mul(usize::try_from(per_cell).ok()?)
-}
-
-/// Anchors over all layers; `None` on overflow or above [`MAX_ANCHORS`].
-pub fn total_anchors(cells: &[u32], per_cell: &[u32]) -> Option<usize> {
-    cells
-        .iter()
-        .zip(per_cell)
-        .try_fold(0usize, |sum, (&n, &k)| {
-            sum.checked_add(layer_anchors(n, k)?)
-        })
-        .filter(|&n| n <= MAX_ANCHORS)
-}
+pub use crate::anchors::{MAX_ANCHORS, layer_anchors, total_anchors};
 
 /// Anchor centres, normalised: for each layer, rows top to bottom, cells left to right,
 /// `per_cell` anchors at each cell centre `((x + 0.5) / cells, (y + 0.5) / cells)`.

@@ -6,7 +6,7 @@
 //! output of an unexpected shape or element type is an [`Error::ModelOutput`] naming the output.
 
 pub mod blazeface;
-pub mod conformance;
+
 pub mod prepared;
 pub mod ssd;
 pub mod yolo;
@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::preprocess::{InputTensor, Preprocessor, RgbView, TensorData, Transform};
 use crate::runtime::Runtime;
 
+use ocellus_core::Inference;
 pub use ocellus_core::detection::{Candidate, Detection, accept_score, passes, usable_box};
 pub use ocellus_core::nms;
 
@@ -140,6 +141,9 @@ pub struct Detector {
     model_path: PathBuf,
     prepared: Option<PathBuf>,
     last_decode: std::time::Duration,
+    /// The score at which a detection counts (the options' or the card's threshold); the decoder
+    /// may report below it (see [`Inference::set_report_floor`]).
+    threshold: f32,
 }
 
 impl std::fmt::Debug for Detector {
@@ -571,12 +575,10 @@ impl Detector {
             .map_err(Error::Inference)?
             .with_outputs(selector);
         let keep = opts.labels.as_ref().map(|l| card.class_ids_for(l));
-        let decoder = Decoder::new(
-            card,
-            opts.score_threshold
-                .unwrap_or_else(|| card.output.score_threshold()),
-            keep,
-        )?;
+        let threshold = opts
+            .score_threshold
+            .unwrap_or_else(|| card.output.score_threshold());
+        let decoder = Decoder::new(card, threshold, keep)?;
         let mut det = Detector {
             engine: Engine {
                 session,
@@ -590,6 +592,7 @@ impl Detector {
             model_path: model_path.to_path_buf(),
             prepared: None,
             last_decode: std::time::Duration::ZERO,
+            threshold,
         };
         det.dry_run()?;
         Ok(det)
@@ -677,6 +680,27 @@ impl Detector {
     /// on different threads (with buffers of its own in between).
     pub fn stages(&mut self) -> (&mut Preprocessor, &mut Engine, &Decoder) {
         (&mut self.pre, &mut self.engine, &self.decoder)
+    }
+}
+
+/// The ONNX Runtime detector as an [`Inference`]. A pipeline given a [`Detector`] itself (through
+/// [`crate::pipeline::PipelineBuilder::detector`]) runs its stages on separate threads instead;
+/// this is for callers that want one call per frame.
+impl Inference for Detector {
+    fn infer(&mut self, frame: RgbView<'_>) -> ocellus_core::Result<Vec<Detection>> {
+        Ok(self.detect(&frame)?)
+    }
+
+    fn score_threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    fn set_report_floor(&mut self, floor: f32) {
+        self.decoder.threshold = floor.min(self.threshold);
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({})", self.decoder.card.name, self.model_path.display())
     }
 }
 

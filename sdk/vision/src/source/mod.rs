@@ -12,16 +12,18 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+mod config;
 pub mod convert;
 pub mod sensor;
 pub mod v4l2;
 
-pub use sensor::{SensorBus, SensorSettings, SensorSource};
+pub use config::{DEFAULT_SENSOR_ADDRESS, SensorBus, SourceConfig, SpriteConfig, VideoInput};
+pub use sensor::{SensorSettings, SensorSource};
 pub use v4l2::V4l2Source;
 
 use crate::error::{Error, Result};
-use crate::infer::Detection;
 use crate::preprocess::{MAX_FRAME_SIDE, RgbFrame, frame_size_problem};
+use ocellus_core::Detection;
 pub use ocellus_core::Source;
 pub use ocellus_core::frame::{Frame, SourceStats};
 

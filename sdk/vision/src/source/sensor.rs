@@ -24,7 +24,7 @@ use super::{Frame, Source, SourceStats, sleep_until};
 use crate::error::{Error, Result};
 use crate::preprocess::RgbFrame;
 
-pub use crate::config::{SensorBus, SpriteConfig};
+pub use super::config::{SensorBus, SpriteConfig};
 
 /// What to program into the sensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -415,7 +415,7 @@ impl SensorSource {
         let name = "IMX219 (simulated)";
         let cam = bring_up(name, sim, delay, settings)?;
         if let Some(sp) = &settings.sprite {
-            let image = crate::load_rgb(&sp.image)?;
+            let image = super::load_image(&sp.image)?;
             let window = Window::of(&handle)?;
             handle.set_scene(std::sync::Arc::new(Sprite::new(&image, window, sp)));
         }

@@ -56,7 +56,7 @@ pub fn load_input(footage: &Path, input: &str) -> Result<crate::RgbFrame> {
                     message: format!("{} has no frame {n}", path.display()),
                 })
         }
-        None => crate::load_rgb(footage.join(input)),
+        None => crate::source::load_image(&footage.join(input)),
     }
 }
 
