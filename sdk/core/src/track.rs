@@ -636,47 +636,90 @@ impl Tracker {
         let mut out = TrackerOutput::default();
         let max_lost = u64::from(self.cfg.max_lost_frames);
 
-        // Confirmed tracks whose silence already exceeded `max_lost_frames` before this frame
-        // (a frame gap) end now, before they could match anything.
+        self.end_overdue(frame, max_lost, &mut out.ended);
+        let predicted = self.predict_all(frame);
+        let (high, low) = self.split_detections(detections);
+        let (matches, det_used) = self.associate(&predicted, detections, &high, &low);
+        // Every match is decided before any track takes its detection: both passes see the
+        // predicted boxes, not a mix of predicted and corrected ones.
+        for (ti, di) in matches {
+            if let (Some(track), Some(det)) = (self.tracks.get_mut(ti), detections.get(di)) {
+                track.hit(frame, det);
+            }
+        }
+        self.age(frame, max_lost, &mut out.ended);
+        self.births(frame, detections, &high, &det_used, &mut out.ended);
+
+        out.observed = self
+            .tracks
+            .iter()
+            .filter(|t| t.matched)
+            .filter_map(Live::report)
+            .collect();
+        out.observed.sort_by_key(|t| t.id);
+        out.ended.sort_by_key(|t| t.id);
+        out
+    }
+
+    /// End the confirmed tracks whose silence already exceeded `max_lost_frames` before this
+    /// frame (a frame gap), before they could match anything.
+    fn end_overdue(&mut self, frame: u64, max_lost: u64, ended: &mut Vec<Track>) {
         let live = std::mem::take(&mut self.tracks);
         for track in live {
             let missed = frame.saturating_sub(track.last_frame);
             if track.is_confirmed() && missed > max_lost.saturating_add(1) {
-                let mut ended = track;
-                ended.state = TrackState::Lost;
-                out.ended.extend(ended.report());
+                let mut overdue = track;
+                overdue.state = TrackState::Lost;
+                ended.extend(overdue.report());
             } else {
                 self.tracks.push(track);
             }
         }
+    }
 
-        // Predict.
+    /// Predict every live track to `frame` and clear its match; returns the predicted boxes, by
+    /// track index.
+    fn predict_all(&mut self, frame: u64) -> Vec<[f32; 4]> {
         for track in &mut self.tracks {
             track.matched = false;
             track.predict_to(frame);
         }
-        let predicted: Vec<[f32; 4]> = self.tracks.iter().map(|t| t.kf.bbox()).collect();
+        self.tracks.iter().map(|t| t.kf.bbox()).collect()
+    }
 
-        // Usable detections, best first, split by score.
+    /// The usable detections, best first (at most [`MAX_DETECTIONS`]), split into high and low
+    /// by score; those below `low_threshold` are left out.
+    fn split_detections(&self, detections: &[Detection]) -> (Vec<usize>, Vec<usize>) {
         let mut usable: Vec<usize> = (0..detections.len())
             .filter(|&i| detections.get(i).is_some_and(is_usable))
             .collect();
         let score_of = |i: usize| detections.get(i).map_or(f32::NEG_INFINITY, |d| d.score);
         usable.sort_by(|&a, &b| score_of(b).total_cmp(&score_of(a)).then(a.cmp(&b)));
         usable.truncate(MAX_DETECTIONS);
-        let (high, low): (Vec<usize>, Vec<usize>) = usable
+        usable
             .into_iter()
             .filter(|&i| score_of(i) >= self.cfg.low_threshold)
-            .partition(|&i| score_of(i) >= self.cfg.high_threshold);
+            .partition(|&i| score_of(i) >= self.cfg.high_threshold)
+    }
 
+    /// Both association passes. Returns the `(track index, detection index)` matches, first
+    /// pass then second, and which detections the first pass used (the second pass only uses
+    /// low detections, which never start tracks).
+    fn associate(
+        &self,
+        predicted: &[[f32; 4]],
+        detections: &[Detection],
+        high: &[usize],
+        low: &[usize],
+    ) -> (Vec<(usize, usize)>, Vec<bool>) {
         // First pass: high detections vs every live track.
         let all: Vec<usize> = (0..self.tracks.len()).collect();
         let first = greedy_match(
             &self.tracks,
             &all,
-            &predicted,
+            predicted,
             detections,
-            &high,
+            high,
             self.cfg.match_iou,
         );
         let mut det_used = vec![false; detections.len()];
@@ -703,27 +746,30 @@ impl Tracker {
         let second = greedy_match(
             &self.tracks,
             &was_tracked,
-            &predicted,
+            predicted,
             detections,
-            &low,
+            low,
             self.cfg.match_iou.max(SECOND_PASS_MIN_IOU),
         );
+        (first.into_iter().chain(second).collect(), det_used)
+    }
 
-        for (ti, di) in first.into_iter().chain(second) {
-            if let (Some(track), Some(det)) = (self.tracks.get_mut(ti), detections.get(di)) {
-                track.hit(frame, det);
-            }
+    /// Confirm a tentative track that has reached `confirm_hits`: it gets the next id.
+    fn confirm_if_due(&mut self, track: &mut Live) {
+        if track.id.is_none() && track.hits >= self.cfg.confirm_hits {
+            track.id = Some(self.next_id);
+            self.next_id = self.next_id.saturating_add(1);
+            track.state = TrackState::Tracked;
         }
+    }
 
-        // Lifecycle: confirm (in creation order), drop missed tentatives, lose and end tracks.
+    /// Lifecycle after matching: confirm (in creation order), drop missed tentatives, lose and
+    /// end tracks.
+    fn age(&mut self, frame: u64, max_lost: u64, ended: &mut Vec<Track>) {
         let live = std::mem::take(&mut self.tracks);
         for mut track in live {
             if track.matched {
-                if track.id.is_none() && track.hits >= self.cfg.confirm_hits {
-                    track.id = Some(self.next_id);
-                    self.next_id = self.next_id.saturating_add(1);
-                    track.state = TrackState::Tracked;
-                }
+                self.confirm_if_due(&mut track);
                 self.tracks.push(track);
                 continue;
             }
@@ -732,15 +778,25 @@ impl Tracker {
             }
             track.state = TrackState::Lost;
             if frame.saturating_sub(track.last_frame) > max_lost {
-                out.ended.extend(track.report());
+                ended.extend(track.report());
             } else {
                 self.tracks.push(track);
             }
         }
+    }
 
-        // Births from unmatched high detections (best first).
+    /// Births from the high detections no track took (best first), above
+    /// `new_track_threshold`, while there is room.
+    fn births(
+        &mut self,
+        frame: u64,
+        detections: &[Detection],
+        high: &[usize],
+        det_used: &[bool],
+        ended: &mut Vec<Track>,
+    ) {
         let start_threshold = self.cfg.new_track_threshold;
-        for di in high {
+        for &di in high {
             if det_used.get(di).copied().unwrap_or(true) {
                 continue;
             }
@@ -750,28 +806,14 @@ impl Tracker {
             if det.score < start_threshold {
                 continue;
             }
-            if self.tracks.len() >= MAX_TRACKS && !self.make_room(&mut out.ended) {
+            if self.tracks.len() >= MAX_TRACKS && !self.make_room(ended) {
                 break;
             }
             let mut track = Live::new(self.next_seq, frame, det);
             self.next_seq = self.next_seq.saturating_add(1);
-            if track.hits >= self.cfg.confirm_hits {
-                track.id = Some(self.next_id);
-                self.next_id = self.next_id.saturating_add(1);
-                track.state = TrackState::Tracked;
-            }
+            self.confirm_if_due(&mut track);
             self.tracks.push(track);
         }
-
-        out.observed = self
-            .tracks
-            .iter()
-            .filter(|t| t.matched)
-            .filter_map(Live::report)
-            .collect();
-        out.observed.sort_by_key(|t| t.id);
-        out.ended.sort_by_key(|t| t.id);
-        out
     }
 
     /// Free one slot: drop the oldest tentative track, else end the lost track silent the

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 pub use crate::agent::SNAPSHOT_MAX_BYTES;
 use crate::agent::{Agent, AgentSetup, LiveSettings};
 use crate::card::ModelCard;
-use crate::config::{Config, RulesSection, SourceConfig, VideoInput};
+use crate::config::{Config, RulesSection};
 use crate::error::Result;
 use crate::event::Event;
 use crate::health::Reporter;
@@ -33,6 +33,7 @@ use crate::publish::{MqttSettings, PublishSummary, Publisher};
 use crate::rules::Rules;
 use crate::runtime::{Locator, Runtime};
 use crate::source::{FfmpegSource, ImageSource, Source, SyntheticSource};
+use crate::source::{SourceConfig, VideoInput};
 use crate::track::TrackerConfig;
 use ocellus_core::EventSink;
 

@@ -58,11 +58,8 @@ mod source;
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
 
-/// The `[source]` types live with the sources ([`crate::source`]); they are re-exported here so
-/// that `config::SourceConfig` and friends, the paths of earlier releases, keep working.
-pub use crate::source::{
-    DEFAULT_SENSOR_ADDRESS, SensorBus, SourceConfig, SpriteConfig, VideoInput,
-};
+// The `[source]` types live with the sources ([`crate::source`]).
+use crate::source::SourceConfig;
 pub use cloud::CloudConfig;
 pub use health::HealthConfig;
 pub use model::ModelConfig;

@@ -7,6 +7,7 @@ use ocellus_imx219::TestPattern;
 
 use super::mqtt::MAX_CLIENT_ID;
 use super::*;
+use crate::source::{DEFAULT_SENSOR_ADDRESS, SensorBus, VideoInput};
 use crate::card::ModelCard;
 use crate::rules::{LineRule, RulesConfig, ZoneRule};
 use crate::spool::WhenFull;

@@ -233,7 +233,7 @@ pub struct LiveCounters {
 /// How frames become detections.
 enum Stage<'a> {
     /// The ONNX Runtime detector, with preprocessing, the model run and decoding on three threads.
-    Detector(Detector),
+    Detector(Box<Detector>),
     /// The same, borrowed.
     BorrowedDetector(&'a mut Detector),
     /// Anything else, one call per frame on the inference thread.
@@ -366,7 +366,7 @@ impl<'a> PipelineBuilder<'a> {
     /// The ONNX Runtime detector: preprocessing, the model run and decoding overlap on three
     /// threads.
     pub fn detector(mut self, detector: Detector) -> Self {
-        self.stage = Some(Stage::Detector(detector));
+        self.stage = Some(Stage::Detector(Box::new(detector)));
         self
     }
 
@@ -442,7 +442,7 @@ impl<'a> PipelineBuilder<'a> {
             )
         })?;
         let inference: &mut dyn Inference = match &mut stage {
-            Stage::Detector(d) => d,
+            Stage::Detector(d) => &mut **d,
             Stage::BorrowedDetector(d) => *d,
             Stage::Custom(i) => i,
         };
