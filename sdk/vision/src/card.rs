@@ -588,57 +588,11 @@ impl ModelCard {
                 format!("is \"{}\"; this build reads \"{CARD_SCHEMA}\"", raw.schema),
             ));
         }
-        match (&raw.sha256, &raw.conformance) {
-            (Some(sha), None) if !is_sha256(sha) => {
-                return Err(invalid(
-                    "sha256",
-                    "must be 64 lower-case hex digits (the sha256 of the model file)".into(),
-                ));
-            }
-            (Some(_), None) => {}
-            (None, Some(c)) => c
-                .validate()
-                .map_err(|(key, message)| invalid(&format!("conformance.{key}"), message))?,
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "sha256",
-                    "and [conformance] are both set; a model used as fetched is pinned by `sha256`, a converted one by `[conformance]` (its bytes differ from CPU to CPU): keep one".into(),
-                ));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "sha256",
-                    "is missing: pin the model file by `sha256` (a file used as fetched) or by a `[conformance]` section (a converted model; see docs/model-card.md)".into(),
-                ));
-            }
-        }
+        check_pin(&raw, &invalid)?;
         if raw.file.trim().is_empty() {
             return Err(invalid("file", "is empty".into()));
         }
-        let inp = &raw.input;
-        for (key, v) in [("input.width", inp.width), ("input.height", inp.height)] {
-            if v == 0 || v > MAX_INPUT_SIDE {
-                return Err(invalid(
-                    key,
-                    format!("is {v}; must be 1..={MAX_INPUT_SIDE}"),
-                ));
-            }
-        }
-        if inp.dtype == DType::Uint8 && (inp.mean.is_some() || inp.std.is_some()) {
-            return Err(invalid(
-                "input.mean",
-                "mean/std only apply to dtype = \"float32\"; remove them for uint8 inputs".into(),
-            ));
-        }
-        if inp.mean.is_some_and(|m| m.iter().any(|v| !v.is_finite())) {
-            return Err(invalid("input.mean", "must be finite numbers".into()));
-        }
-        if inp
-            .std
-            .is_some_and(|s| s.iter().any(|v| !v.is_finite() || *v <= 0.0))
-        {
-            return Err(invalid("input.std", "must be finite numbers > 0".into()));
-        }
+        check_input(&raw.input, &invalid)?;
         let thr = raw.output.score_threshold();
         if !(0.0..=1.0).contains(&thr) {
             return Err(invalid(
@@ -646,92 +600,8 @@ impl ModelCard {
                 format!("is {thr}; must be within 0..=1"),
             ));
         }
-        match &raw.output {
-            OutputSpec::BlazeFace {
-                scores,
-                boxes,
-                anchor_cells,
-                anchors_per_cell,
-                nms_iou,
-                max_detections,
-                ..
-            } => {
-                let n = scores.len();
-                if n == 0
-                    || boxes.len() != n
-                    || anchor_cells.len() != n
-                    || anchors_per_cell.len() != n
-                {
-                    return Err(invalid(
-                        "output.scores",
-                        "scores, boxes, anchor_cells and anchors_per_cell must be non-empty lists of the same length (one entry per anchor layer)".into(),
-                    ));
-                }
-                if anchor_cells
-                    .iter()
-                    .chain(anchors_per_cell)
-                    .any(|&c| c == 0 || c > 1024)
-                {
-                    return Err(invalid(
-                        "output.anchor_cells",
-                        "grid sizes and anchors per cell must be 1..=1024".into(),
-                    ));
-                }
-                if crate::anchors::total_anchors(anchor_cells, anchors_per_cell).is_none() {
-                    return Err(invalid(
-                        "output.anchor_cells",
-                        format!(
-                            "the layers have more than {} anchors in all (anchor_cells² × anchors_per_cell, summed)",
-                            crate::anchors::MAX_ANCHORS
-                        ),
-                    ));
-                }
-                check_nms(&invalid, *nms_iou, *max_detections)?;
-            }
-            OutputSpec::Yolo {
-                nms_iou,
-                max_detections,
-                ..
-            } => check_nms(&invalid, *nms_iou, *max_detections)?,
-            OutputSpec::TfSsd { .. } => {}
-            OutputSpec::TfSsdRaw {
-                box_scales,
-                nms_iou,
-                max_per_class,
-                max_detections,
-                anchors,
-                ..
-            } => {
-                if box_scales.iter().any(|v| !v.is_finite() || *v <= 0.0) {
-                    return Err(invalid(
-                        "output.box_scales",
-                        "must be four finite numbers > 0 (y, x, height, width)".into(),
-                    ));
-                }
-                check_nms(&invalid, *nms_iou, *max_detections)?;
-                if *max_per_class == 0 {
-                    return Err(invalid("output.max_per_class", "must be at least 1".into()));
-                }
-                crate::anchors::anchors(anchors)
-                    .map_err(|(key, message)| invalid(&format!("output.anchors.{key}"), message))?;
-            }
-        }
-        let mut labels = BTreeMap::new();
-        for (k, v) in raw.labels {
-            let id: u32 = k.trim().parse().map_err(|_| {
-                invalid(
-                    &format!("labels.{k}"),
-                    "label keys must be class ids (non-negative integers)".into(),
-                )
-            })?;
-            labels.insert(id, Arc::<str>::from(v));
-        }
-        if labels.is_empty() {
-            return Err(invalid(
-                "labels",
-                "is empty; list at least one class".into(),
-            ));
-        }
+        check_output(&raw.output, &invalid)?;
+        let labels = parse_labels(raw.labels, &invalid)?;
         Ok(ModelCard {
             path,
             name: raw.name,
@@ -792,6 +662,159 @@ impl ModelCard {
             .map(|(id, _)| *id)
             .collect()
     }
+}
+
+/// `sha256` or `[conformance]`: exactly one pins the model file, and it must be well-formed.
+fn check_pin(raw: &RawCard, invalid: &dyn Fn(&str, String) -> Error) -> Result<()> {
+    match (&raw.sha256, &raw.conformance) {
+        (Some(sha), None) if !is_sha256(sha) => {
+            return Err(invalid(
+                "sha256",
+                "must be 64 lower-case hex digits (the sha256 of the model file)".into(),
+            ));
+        }
+        (Some(_), None) => {}
+        (None, Some(c)) => c
+            .validate()
+            .map_err(|(key, message)| invalid(&format!("conformance.{key}"), message))?,
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "sha256",
+                "and [conformance] are both set; a model used as fetched is pinned by `sha256`, a converted one by `[conformance]` (its bytes differ from CPU to CPU): keep one".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                "sha256",
+                "is missing: pin the model file by `sha256` (a file used as fetched) or by a `[conformance]` section (a converted model; see docs/model-card.md)".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The input's size, and mean/std only where they apply and are sane.
+fn check_input(inp: &InputSpec, invalid: &dyn Fn(&str, String) -> Error) -> Result<()> {
+    for (key, v) in [("input.width", inp.width), ("input.height", inp.height)] {
+        if v == 0 || v > MAX_INPUT_SIDE {
+            return Err(invalid(
+                key,
+                format!("is {v}; must be 1..={MAX_INPUT_SIDE}"),
+            ));
+        }
+    }
+    if inp.dtype == DType::Uint8 && (inp.mean.is_some() || inp.std.is_some()) {
+        return Err(invalid(
+            "input.mean",
+            "mean/std only apply to dtype = \"float32\"; remove them for uint8 inputs".into(),
+        ));
+    }
+    if inp.mean.is_some_and(|m| m.iter().any(|v| !v.is_finite())) {
+        return Err(invalid("input.mean", "must be finite numbers".into()));
+    }
+    if inp
+        .std
+        .is_some_and(|s| s.iter().any(|v| !v.is_finite() || *v <= 0.0))
+    {
+        return Err(invalid("input.std", "must be finite numbers > 0".into()));
+    }
+    Ok(())
+}
+
+/// The output's per-decoder settings (the score threshold is checked before this).
+fn check_output(output: &OutputSpec, invalid: &dyn Fn(&str, String) -> Error) -> Result<()> {
+    match output {
+        OutputSpec::BlazeFace {
+            scores,
+            boxes,
+            anchor_cells,
+            anchors_per_cell,
+            nms_iou,
+            max_detections,
+            ..
+        } => {
+            let n = scores.len();
+            if n == 0 || boxes.len() != n || anchor_cells.len() != n || anchors_per_cell.len() != n
+            {
+                return Err(invalid(
+                    "output.scores",
+                    "scores, boxes, anchor_cells and anchors_per_cell must be non-empty lists of the same length (one entry per anchor layer)".into(),
+                ));
+            }
+            if anchor_cells
+                .iter()
+                .chain(anchors_per_cell)
+                .any(|&c| c == 0 || c > 1024)
+            {
+                return Err(invalid(
+                    "output.anchor_cells",
+                    "grid sizes and anchors per cell must be 1..=1024".into(),
+                ));
+            }
+            if crate::anchors::total_anchors(anchor_cells, anchors_per_cell).is_none() {
+                return Err(invalid(
+                    "output.anchor_cells",
+                    format!(
+                        "the layers have more than {} anchors in all (anchor_cells² × anchors_per_cell, summed)",
+                        crate::anchors::MAX_ANCHORS
+                    ),
+                ));
+            }
+            check_nms(invalid, *nms_iou, *max_detections)?;
+        }
+        OutputSpec::Yolo {
+            nms_iou,
+            max_detections,
+            ..
+        } => check_nms(invalid, *nms_iou, *max_detections)?,
+        OutputSpec::TfSsd { .. } => {}
+        OutputSpec::TfSsdRaw {
+            box_scales,
+            nms_iou,
+            max_per_class,
+            max_detections,
+            anchors,
+            ..
+        } => {
+            if box_scales.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+                return Err(invalid(
+                    "output.box_scales",
+                    "must be four finite numbers > 0 (y, x, height, width)".into(),
+                ));
+            }
+            check_nms(invalid, *nms_iou, *max_detections)?;
+            if *max_per_class == 0 {
+                return Err(invalid("output.max_per_class", "must be at least 1".into()));
+            }
+            crate::anchors::anchors(anchors)
+                .map_err(|(key, message)| invalid(&format!("output.anchors.{key}"), message))?;
+        }
+    }
+    Ok(())
+}
+
+/// The `[labels]` table keyed by class id; at least one class.
+fn parse_labels(
+    raw: BTreeMap<String, String>,
+    invalid: &dyn Fn(&str, String) -> Error,
+) -> Result<BTreeMap<u32, Arc<str>>> {
+    let mut labels = BTreeMap::new();
+    for (k, v) in raw {
+        let id: u32 = k.trim().parse().map_err(|_| {
+            invalid(
+                &format!("labels.{k}"),
+                "label keys must be class ids (non-negative integers)".into(),
+            )
+        })?;
+        labels.insert(id, Arc::<str>::from(v));
+    }
+    if labels.is_empty() {
+        return Err(invalid(
+            "labels",
+            "is empty; list at least one class".into(),
+        ));
+    }
+    Ok(labels)
 }
 
 fn check_nms(

@@ -7,9 +7,9 @@ use ocellus_imx219::TestPattern;
 
 use super::mqtt::MAX_CLIENT_ID;
 use super::*;
-use crate::source::{DEFAULT_SENSOR_ADDRESS, SensorBus, VideoInput};
 use crate::card::ModelCard;
 use crate::rules::{LineRule, RulesConfig, ZoneRule};
+use crate::source::{DEFAULT_SENSOR_ADDRESS, SensorBus, VideoInput};
 use crate::spool::WhenFull;
 use crate::transport::{Credentials, Secret};
 
