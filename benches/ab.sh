@@ -77,7 +77,7 @@ VENV=$CACHE/bench-venv
 FULL_MODEL=$MODELS/ssd_mobilenet_v2_coco_2018_03_29.onnx
 VIDEO=$CACHE/footage/vtest.avi
 OCELLUS=$ROOT/target/release/ocellus
-# the counting line of `ocellus demo` (demo_rules() in sdk/src/run.rs): vertical, across the walkway
+# the counting line of `ocellus demo` (demo_rules() in sdk/cli/src/run.rs): vertical, across the walkway
 LINE_A=(0.75 0.3)
 LINE_B=(0.75 0.75)
 PINS=(onnxruntime==1.31.1 opencv-python-headless==4.12.0.88 paho-mqtt==2.1.0 numpy==2.2.6)

@@ -101,6 +101,28 @@ struct Targets {
     rss_met: Option<bool>,
 }
 
+impl Targets {
+    /// The targets, and which of them the figures meet (`None` figures: not measured).
+    fn evaluate(
+        ratio: f64,
+        pipeline_over_baseline_raw: Option<f64>,
+        first_inference_ms: Option<f64>,
+        rss_beyond_model_mib: Option<f64>,
+    ) -> Targets {
+        Targets {
+            ratio_min: RATIO_MIN,
+            pipeline_over_baseline_raw_min: OVER_BASELINE_MIN,
+            first_inference_ms_max: FIRST_INFERENCE_MAX_MS,
+            rss_beyond_model_mib_max: RSS_BEYOND_MODEL_MAX_MIB,
+            ratio_met: ratio >= RATIO_MIN,
+            pipeline_over_baseline_raw_met: pipeline_over_baseline_raw
+                .map(|v| v >= OVER_BASELINE_MIN),
+            first_inference_met: first_inference_ms.map(|v| v < FIRST_INFERENCE_MAX_MS),
+            rss_met: rss_beyond_model_mib.map(|v| v <= RSS_BEYOND_MODEL_MAX_MIB),
+        }
+    }
+}
+
 /// Timings: detect and raw inference of the model under test interleaved frame by frame, raw
 /// inference of the baseline on the same frames block by block.
 #[derive(Default)]
@@ -116,6 +138,20 @@ struct Measure {
 }
 
 impl Measure {
+    /// `frames` block by block ([`BLOCK`] frames each), each through the model under test, then
+    /// through the baseline.
+    fn blocks(
+        &mut self,
+        det: &mut Detector,
+        mut baseline: Option<&mut Detector>,
+        frames: &[ocellus::RgbFrame],
+    ) -> ocellus::Result<()> {
+        for block in frames.chunks(BLOCK) {
+            self.block(det, baseline.as_deref_mut(), block)?;
+        }
+        Ok(())
+    }
+
     /// Every frame of `frames` (at most [`BLOCK`] of them) through the model under test, then
     /// through the baseline.
     fn block(
@@ -180,12 +216,9 @@ fn file_mib(path: &Path) -> Option<f64> {
     std::fs::metadata(path).ok().map(|m| m.len() as f64 / MIB)
 }
 
-pub(crate) fn run(
-    onnxruntime: Option<PathBuf>,
-    args: &ModelArgs,
-    opts: &Options,
-    format: Format,
-) -> ocellus::Result<u8> {
+/// The clip measured: `--video` (the footage's `vtest.avi` by default), its first
+/// `--frames` frames (1..=10000) decoded up front.
+fn read_clip(opts: &Options) -> ocellus::Result<(PathBuf, Vec<ocellus::RgbFrame>)> {
     let frames = opts.frames.clamp(1, 10_000);
     let video = opts
         .video
@@ -198,12 +231,16 @@ pub(crate) fn run(
             video.display()
         )));
     }
-    let card = load_card(args)?;
-    let baseline_card = baseline_card(&card, opts.baseline.as_deref())?;
-    let t0 = Instant::now();
-    let mut det = detector_for(onnxruntime.clone(), &card, args, None)?;
-    let model_load = t0.elapsed();
-    let mut baseline = match &baseline_card {
+    Ok((video, clip))
+}
+
+/// The baseline's detector, if there is a baseline, and how long it took to load.
+fn load_baseline(
+    onnxruntime: Option<PathBuf>,
+    card: Option<&ModelCard>,
+    args: &ModelArgs,
+) -> ocellus::Result<Option<(Detector, Duration)>> {
+    match card {
         Some(b) => {
             eprintln!(
                 "loading the baseline {} ({}) for its raw inference; a full graph takes 7-14 s",
@@ -211,48 +248,100 @@ pub(crate) fn run(
                 b.path.display()
             );
             let t = Instant::now();
-            let d = detector_for(onnxruntime.clone(), b, args, None)?;
-            Some((d, t.elapsed()))
+            let d = detector_for(onnxruntime, b, args, None)?;
+            Ok(Some((d, t.elapsed())))
         }
-        None => None,
-    };
+        None => Ok(None),
+    }
+}
 
-    // warm-up: the first runs allocate ORT's arenas
+/// A few untimed runs first: the first runs allocate ORT's arenas.
+fn warm_up(
+    clip: &[ocellus::RgbFrame],
+    det: &mut Detector,
+    mut baseline: Option<&mut Detector>,
+) -> ocellus::Result<()> {
     for f in clip.iter().take(3) {
         det.detect(&f.as_view())?;
         det.run_raw()?;
-        if let Some((b, _)) = &mut baseline {
+        if let Some(b) = baseline.as_deref_mut() {
             b.detect(&f.as_view())?;
             b.run_raw()?;
         }
     }
-    // A: raw vs detect (and the baseline's raw) on the first half
-    let half = clip.len().div_ceil(2);
-    let mut m = Measure::default();
-    for block in clip[..half].chunks(BLOCK) {
-        m.block(&mut det, baseline.as_mut().map(|(b, _)| b), block)?;
-    }
-    // the whole pipeline on the same frames, from the file, same detector and threads
+    Ok(())
+}
+
+/// The whole pipeline on the same frames, from the file, with the same detector and threads.
+fn pipeline_pass(
+    video: &Path,
+    frames: usize,
+    det: &mut Detector,
+) -> ocellus::Result<ocellus::pipeline::Summary> {
     let source = ocellus::source::FfmpegSource::open(&video.to_string_lossy(), None, false)?;
     let rules = crate::run::demo_rules();
     let rules = ocellus::rules::Rules::new(rules.lines, rules.zones, rules.config)?;
     let stop = std::sync::atomic::AtomicBool::new(false);
     // the tracker as a deployment couples it to the detector's threshold
-    let summary = ocellus::Pipeline::builder()
+    ocellus::Pipeline::builder()
         .source(source)
-        .borrowed_detector(&mut det)
+        .borrowed_detector(det)
         .rules(rules)
         .device("bench")
-        .max_frames(clip.len() as u64)
+        .max_frames(frames as u64)
         .build()?
-        .run(&stop)?;
+        .run(&stop)
+}
+
+/// The timed passes: A (raw vs detect, and the baseline's raw) on the first half of the clip,
+/// the whole pipeline on all of it, B (the same as A) on the second half.
+fn timed_passes(
+    clip: &[ocellus::RgbFrame],
+    video: &Path,
+    det: &mut Detector,
+    mut baseline: Option<&mut Detector>,
+) -> ocellus::Result<(Measure, ocellus::pipeline::Summary)> {
+    // A: raw vs detect (and the baseline's raw) on the first half
+    let half = clip.len().div_ceil(2);
+    let mut m = Measure::default();
+    m.blocks(det, baseline.as_deref_mut(), &clip[..half])?;
+    let summary = pipeline_pass(video, clip.len(), det)?;
     // B measures the detector as A did, at its own threshold
-    let threshold = ocellus::Inference::score_threshold(&det);
-    ocellus::Inference::set_report_floor(&mut det, threshold);
+    let threshold = ocellus::Inference::score_threshold(&*det);
+    ocellus::Inference::set_report_floor(det, threshold);
     // B: the same on the second half
-    for block in clip[half..].chunks(BLOCK) {
-        m.block(&mut det, baseline.as_mut().map(|(b, _)| b), block)?;
-    }
+    m.blocks(det, baseline, &clip[half..])?;
+    Ok((m, summary))
+}
+
+/// Start-up and peak memory from a child `ocellus run` on the same `frames` frames.
+fn measure_child(
+    onnxruntime: Option<PathBuf>,
+    args: &ModelArgs,
+    card: &ModelCard,
+    video: &Path,
+    frames: usize,
+) -> ocellus::Result<ChildFigures> {
+    eprintln!("start-up and memory: a child `ocellus run` on the same {frames} frames");
+    child_run(onnxruntime, args, card, video, frames)
+}
+
+pub(crate) fn run(
+    onnxruntime: Option<PathBuf>,
+    args: &ModelArgs,
+    opts: &Options,
+    format: Format,
+) -> ocellus::Result<u8> {
+    let (video, clip) = read_clip(opts)?;
+    let card = load_card(args)?;
+    let baseline_card = baseline_card(&card, opts.baseline.as_deref())?;
+    let t0 = Instant::now();
+    let mut det = detector_for(onnxruntime.clone(), &card, args, None)?;
+    let model_load = t0.elapsed();
+    let mut baseline = load_baseline(onnxruntime.clone(), baseline_card.as_ref(), args)?;
+
+    warm_up(&clip, &mut det, baseline.as_mut().map(|(b, _)| b))?;
+    let (m, summary) = timed_passes(&clip, &video, &mut det, baseline.as_mut().map(|(b, _)| b))?;
     let model_path = det.model_path().to_path_buf();
     let model_file_mib = file_mib(&model_path);
     // the two sessions' threads and memory are not the child's business
@@ -260,11 +349,7 @@ pub(crate) fn run(
     let baseline_load = baseline.map(|(_, load)| load);
 
     let child = if opts.child {
-        eprintln!(
-            "start-up and memory: a child `ocellus run` on the same {} frames",
-            clip.len()
-        );
-        Some(child_run(onnxruntime, args, &card, &video, clip.len())?)
+        Some(measure_child(onnxruntime, args, &card, &video, clip.len())?)
     } else {
         None
     };
@@ -322,17 +407,12 @@ pub(crate) fn run(
         preprocess_ms_p50: p(&mut pre, 0.5),
         preprocess_ms_p99: p(&mut pre, 0.99),
         decode_ms_p50: p(&mut decode, 0.5),
-        targets: Targets {
-            ratio_min: RATIO_MIN,
-            pipeline_over_baseline_raw_min: OVER_BASELINE_MIN,
-            first_inference_ms_max: FIRST_INFERENCE_MAX_MS,
-            rss_beyond_model_mib_max: RSS_BEYOND_MODEL_MAX_MIB,
-            ratio_met: ratio >= RATIO_MIN,
-            pipeline_over_baseline_raw_met: pipeline_over_baseline_raw
-                .map(|v| v >= OVER_BASELINE_MIN),
-            first_inference_met: first_inference_ms.map(|v| v < FIRST_INFERENCE_MAX_MS),
-            rss_met: rss_beyond_model_mib.map(|v| v <= RSS_BEYOND_MODEL_MAX_MIB),
-        },
+        targets: Targets::evaluate(
+            ratio,
+            pipeline_over_baseline_raw,
+            first_inference_ms,
+            rss_beyond_model_mib,
+        ),
     };
     match format {
         Format::Json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),

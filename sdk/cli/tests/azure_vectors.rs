@@ -1,6 +1,6 @@
 //! Azure IoT Hub SAS tokens, URL encoding, property bags and connection strings checked against
 //! values computed independently by Python's standard library
-//! (`sdk/tests/fixtures/azure_sas_vectors.py`): once from the committed fixture, once live on
+//! (`sdk/cli/tests/fixtures/azure_sas_vectors.py`): once from the committed fixture, once live on
 //! pseudo-random cases. python3 is required: a missing python3 fails the test, it never skips.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -197,8 +197,8 @@ fn fixture_is_what_the_script_writes() {
     let fresh = python(&[], "");
     assert!(
         fresh == fixture(),
-        "sdk/tests/fixtures/azure_sas_vectors.json is stale: regenerate it with \
-         `python3 sdk/tests/fixtures/azure_sas_vectors.py > sdk/tests/fixtures/azure_sas_vectors.json`"
+        "sdk/cli/tests/fixtures/azure_sas_vectors.json is stale: regenerate it with \
+         `python3 sdk/cli/tests/fixtures/azure_sas_vectors.py > sdk/cli/tests/fixtures/azure_sas_vectors.json`"
     );
 }
 

@@ -126,7 +126,8 @@ dir = "{queue}"
     });
     assert!(got, "the broker did not get every event: {:?}", sub.lines());
     // a bad config is refused naming the file and the key
-    std::fs::write(&config, "[device]\nid = \"a b\"\n").unwrap();
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good.replace("id = \"cam-1\"", "id = \"a b\"")).unwrap();
     let out = example("run_config").arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);

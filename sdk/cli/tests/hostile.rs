@@ -374,7 +374,7 @@ licence = "Apache-2.0"
 [source]
 registry = "local"
 package = "ocellus tests"
-recipe = "sdk/tests/hostile.rs"
+recipe = "sdk/cli/tests/hostile.rs"
 [input]
 name = "images"
 layout = "nchw"

@@ -22,7 +22,7 @@ licence = "Apache-2.0"
 [source]
 registry = "local"
 package = "ocellus tests"
-recipe = "sdk/tests/common/onnx.rs: constant_model"
+recipe = "sdk/cli/tests/common/onnx.rs: constant_model"
 [input]
 name = "images"
 layout = "nchw"

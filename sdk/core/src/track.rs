@@ -640,8 +640,8 @@ impl Tracker {
         let predicted = self.predict_all(frame);
         let (high, low) = self.split_detections(detections);
         let (matches, det_used) = self.associate(&predicted, detections, &high, &low);
-        // Every match is decided before any track takes its detection: both passes see the
-        // predicted boxes, not a mix of predicted and corrected ones.
+        // Hits only after both passes: the second pass picks tracks by their state in the
+        // previous frame, which a first-pass hit would change (a lost track becomes tracked).
         for (ti, di) in matches {
             if let (Some(track), Some(det)) = (self.tracks.get_mut(ti), detections.get(di)) {
                 track.hit(frame, det);

@@ -146,101 +146,156 @@ fn fmt_box(b: &[f32; 4]) -> String {
     format!("[{:.3}, {:.3}, {:.3}, {:.3}]", b[0], b[1], b[2], b[3])
 }
 
+/// What comparing one case has found so far: the checks made, the failures, how close it came.
+struct Tally {
+    checks: usize,
+    failures: Vec<String>,
+    result: CaseResult,
+}
+
 /// Compare one case; returns the checks made, the failures, and how close it came.
 fn compare(
     conf: &Conformance,
     case: &ConformanceCase,
     obs: &Observed,
 ) -> (usize, Vec<String>, CaseResult) {
-    let mut failures = Vec::new();
-    let mut checks = 0usize;
-    let mut result = CaseResult {
-        input: case.input.clone(),
-        detections: case.detections.len(),
-        max_score_diff: 0.0,
-        max_box_diff: 0.0,
-        max_tensor_ratio: 0.0,
+    let mut tally = Tally {
+        checks: 0,
+        failures: Vec::new(),
+        result: CaseResult {
+            input: case.input.clone(),
+            detections: case.detections.len(),
+            max_score_diff: 0.0,
+            max_box_diff: 0.0,
+            max_tensor_ratio: 0.0,
+        },
     };
     let input = &case.input;
-    // detections: each reference one-to-one with an observed one of the same label
-    let mut used = vec![false; obs.detections.len()];
-    let mut refs: Vec<&ExpectedDetection> = case.detections.iter().collect();
-    refs.sort_by(|a, b| b.score.total_cmp(&a.score));
-    for e in refs {
-        checks += 1;
-        let best = obs
-            .detections
-            .iter()
-            .enumerate()
-            .filter(|(i, d)| !used.get(*i).copied().unwrap_or(true) && *d.label == *e.label)
-            .min_by(|(_, a), (_, b)| {
-                box_diff(&a.bbox, &e.bbox).total_cmp(&box_diff(&b.bbox, &e.bbox))
-            });
-        match best {
-            Some((i, d))
-                if box_diff(&d.bbox, &e.bbox) <= conf.box_tolerance
-                    && (d.score - e.score).abs() <= conf.score_tolerance =>
-            {
-                if let Some(u) = used.get_mut(i) {
-                    *u = true;
-                }
-                result.max_box_diff = result.max_box_diff.max(box_diff(&d.bbox, &e.bbox));
-                result.max_score_diff = result.max_score_diff.max((d.score - e.score).abs());
-            }
-            Some((_, d)) => failures.push(format!(
-                "input {input}: reference {} {:.3} at {} not reproduced; nearest is {} {:.3} at {} (box off by {:.4}, tolerance {}; score off by {:.4}, tolerance {})",
-                e.label,
-                e.score,
-                fmt_box(&e.bbox),
-                d.label,
-                d.score,
-                fmt_box(&d.bbox),
-                box_diff(&d.bbox, &e.bbox),
-                conf.box_tolerance,
-                (d.score - e.score).abs(),
-                conf.score_tolerance
-            )),
-            None => failures.push(format!(
-                "input {input}: reference {} {:.3} at {} not reproduced; no {} detected",
-                e.label,
-                e.score,
-                fmt_box(&e.bbox),
-                e.label
-            )),
-        }
-    }
-    // and nothing clearly above the threshold that the references lack
-    for (i, d) in obs.detections.iter().enumerate() {
-        if used.get(i).copied().unwrap_or(true) {
-            continue;
-        }
-        checks += 1;
-        if d.score >= conf.threshold + conf.score_tolerance {
-            failures.push(format!(
-                "input {input}: detection {} {:.3} at {} is not among the references",
-                d.label,
-                d.score,
-                fmt_box(&d.bbox)
-            ));
-        }
-    }
-    // tensors: every statistic within atol + rtol * |reference|; the worst one per output is quoted
+    let used = tally.references(conf, case, obs);
+    tally.unreferenced(conf, input, obs, &used);
     for want in &case.outputs {
-        checks += 1;
+        tally.output(conf, input, want, obs);
+    }
+    (tally.checks, tally.failures, tally.result)
+}
+
+impl Tally {
+    /// Detections: each reference one-to-one with an observed one of the same label, best
+    /// reference first. Returns which observed detections the references took.
+    fn references(
+        &mut self,
+        conf: &Conformance,
+        case: &ConformanceCase,
+        obs: &Observed,
+    ) -> Vec<bool> {
+        let input = &case.input;
+        let mut used = vec![false; obs.detections.len()];
+        let mut refs: Vec<&ExpectedDetection> = case.detections.iter().collect();
+        refs.sort_by(|a, b| b.score.total_cmp(&a.score));
+        for e in refs {
+            self.checks += 1;
+            let best = obs
+                .detections
+                .iter()
+                .enumerate()
+                .filter(|(i, d)| !used.get(*i).copied().unwrap_or(true) && *d.label == *e.label)
+                .min_by(|(_, a), (_, b)| {
+                    box_diff(&a.bbox, &e.bbox).total_cmp(&box_diff(&b.bbox, &e.bbox))
+                });
+            match best {
+                Some((i, d))
+                    if box_diff(&d.bbox, &e.bbox) <= conf.box_tolerance
+                        && (d.score - e.score).abs() <= conf.score_tolerance =>
+                {
+                    if let Some(u) = used.get_mut(i) {
+                        *u = true;
+                    }
+                    let r = &mut self.result;
+                    r.max_box_diff = r.max_box_diff.max(box_diff(&d.bbox, &e.bbox));
+                    r.max_score_diff = r.max_score_diff.max((d.score - e.score).abs());
+                }
+                Some((_, d)) => self.failures.push(format!(
+                    "input {input}: reference {} {:.3} at {} not reproduced; nearest is {} {:.3} at {} (box off by {:.4}, tolerance {}; score off by {:.4}, tolerance {})",
+                    e.label,
+                    e.score,
+                    fmt_box(&e.bbox),
+                    d.label,
+                    d.score,
+                    fmt_box(&d.bbox),
+                    box_diff(&d.bbox, &e.bbox),
+                    conf.box_tolerance,
+                    (d.score - e.score).abs(),
+                    conf.score_tolerance
+                )),
+                None => self.failures.push(format!(
+                    "input {input}: reference {} {:.3} at {} not reproduced; no {} detected",
+                    e.label,
+                    e.score,
+                    fmt_box(&e.bbox),
+                    e.label
+                )),
+            }
+        }
+        used
+    }
+
+    /// And nothing clearly above the threshold that the references lack.
+    fn unreferenced(&mut self, conf: &Conformance, input: &str, obs: &Observed, used: &[bool]) {
+        for (i, d) in obs.detections.iter().enumerate() {
+            if used.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            self.checks += 1;
+            if d.score >= conf.threshold + conf.score_tolerance {
+                self.failures.push(format!(
+                    "input {input}: detection {} {:.3} at {} is not among the references",
+                    d.label,
+                    d.score,
+                    fmt_box(&d.bbox)
+                ));
+            }
+        }
+    }
+
+    /// One output's tensor: every statistic within atol + rtol * |reference|; the worst one is
+    /// quoted.
+    fn output(&mut self, conf: &Conformance, input: &str, want: &TensorSummary, obs: &Observed) {
+        self.checks += 1;
         let Some(got) = obs.outputs.iter().find(|o| o.name == want.name) else {
-            failures.push(format!(
+            self.failures.push(format!(
                 "input {input}: output `{}` is not among the model's outputs",
                 want.name
             ));
-            continue;
+            return;
         };
         if got.shape != want.shape {
-            failures.push(format!(
+            self.failures.push(format!(
                 "input {input}: output `{}` has shape {:?}, the references {:?}",
                 want.name, got.shape, want.shape
             ));
-            continue;
+            return;
         }
+        let stats = self.statistics(input, got, want);
+        if let Some((ratio, what, g, w, tol)) = worst_statistic(conf, stats) {
+            self.result.max_tensor_ratio = self.result.max_tensor_ratio.max(ratio);
+            if ratio > 1.0 {
+                self.failures.push(format!(
+                    "input {input}: output `{}` {what} is {g:.6}, the reference {w:.6} (off by {:.6}, tolerance {tol:.6})",
+                    want.name,
+                    (g - w).abs()
+                ));
+            }
+        }
+    }
+
+    /// The statistics to compare, `(what, got, reference)`: mean, std, quantiles, and the
+    /// positional samples when both sides have as many (a failure otherwise).
+    fn statistics(
+        &mut self,
+        input: &str,
+        got: &TensorSummary,
+        want: &TensorSummary,
+    ) -> Vec<(String, f64, f64)> {
         let mut stats: Vec<(String, f64, f64)> = vec![
             ("mean".into(), got.mean, want.mean),
             ("std".into(), got.std, want.std),
@@ -254,40 +309,39 @@ fn compare(
                 stats.push((format!("sample {k}"), *g, *w));
             }
         } else {
-            failures.push(format!(
+            self.failures.push(format!(
                 "input {input}: output `{}` gave {} positional samples, the references {}",
                 want.name,
                 got.samples.len(),
                 want.samples.len()
             ));
         }
-        let mut worst: Option<(f64, String, f64, f64, f64)> = None;
-        for (what, g, w) in stats {
-            let tol = f64::from(conf.tensor_atol) + f64::from(conf.tensor_rtol) * w.abs();
-            let diff = (g - w).abs();
-            let ratio = if diff == 0.0 {
-                0.0
-            } else if tol > 0.0 && diff.is_finite() {
-                diff / tol
-            } else {
-                f64::INFINITY
-            };
-            if worst.as_ref().is_none_or(|(r, ..)| ratio > *r) {
-                worst = Some((ratio, what, g, w, tol));
-            }
-        }
-        if let Some((ratio, what, g, w, tol)) = worst {
-            result.max_tensor_ratio = result.max_tensor_ratio.max(ratio);
-            if ratio > 1.0 {
-                failures.push(format!(
-                    "input {input}: output `{}` {what} is {g:.6}, the reference {w:.6} (off by {:.6}, tolerance {tol:.6})",
-                    want.name,
-                    (g - w).abs()
-                ));
-            }
+        stats
+    }
+}
+
+/// The statistic furthest off, as `(difference / tolerance, what, got, reference, tolerance)`
+/// (the first of equals); `None` when there are none.
+fn worst_statistic(
+    conf: &Conformance,
+    stats: Vec<(String, f64, f64)>,
+) -> Option<(f64, String, f64, f64, f64)> {
+    let mut worst: Option<(f64, String, f64, f64, f64)> = None;
+    for (what, g, w) in stats {
+        let tol = f64::from(conf.tensor_atol) + f64::from(conf.tensor_rtol) * w.abs();
+        let diff = (g - w).abs();
+        let ratio = if diff == 0.0 {
+            0.0
+        } else if tol > 0.0 && diff.is_finite() {
+            diff / tol
+        } else {
+            f64::INFINITY
+        };
+        if worst.as_ref().is_none_or(|(r, ..)| ratio > *r) {
+            worst = Some((ratio, what, g, w, tol));
         }
     }
-    (checks, failures, result)
+    worst
 }
 
 /// Run `model` on the card's references and compare. `Ok` with how close each case came, or

@@ -204,6 +204,25 @@ impl Deployment {
         })
     }
 
+    /// The cloud hub's management agent for this deployment.
+    fn agent(&self, settings: &Arc<LiveSettings>, control: &Arc<pipeline::LiveControl>) -> Agent {
+        Agent::new(AgentSetup {
+            device: self.device.clone(),
+            profile: self.mqtt.profile.clone(),
+            snapshots: self.snapshots,
+            model: crate::config::ModelConfig {
+                card_path: self.card.path.clone(),
+                card: self.card.clone(),
+                threshold: self.detector.score_threshold,
+                labels: self.detector.labels.clone(),
+            },
+            file_rules: self.rules.clone(),
+            queue: self.mqtt.queue.clone(),
+            live: settings.clone(),
+            control: control.clone(),
+        })
+    }
+
     /// Load the model, open the source, connect, and run until the source ends, `opts.max_frames`,
     /// or `stop` is set; then flush the events and publish the `offline` status.
     /// `on_event(event, accepted)` sees every event after it was offered to the publisher.
@@ -284,23 +303,7 @@ impl Deployment {
                 ..opts.clone()
             })
             .build()?;
-        let mut agent = cloud.then(|| {
-            Agent::new(AgentSetup {
-                device: self.device.clone(),
-                profile: self.mqtt.profile.clone(),
-                snapshots: self.snapshots,
-                model: crate::config::ModelConfig {
-                    card_path: self.card.path.clone(),
-                    card: self.card.clone(),
-                    threshold: self.detector.score_threshold,
-                    labels: self.detector.labels.clone(),
-                },
-                file_rules: self.rules.clone(),
-                queue: self.mqtt.queue.clone(),
-                live: settings.clone(),
-                control: control.clone(),
-            })
-        });
+        let mut agent = cloud.then(|| self.agent(&settings, &control));
         let mut reporter = Reporter::new(&self.device, &self.mqtt.queue, publisher.recovered());
         let done = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
@@ -386,7 +389,7 @@ impl<F: FnMut(&Event, bool)> EventSink for PublisherSink<'_, F> {
             Err(ocellus_core::Error::component(
                 ocellus_core::Fault::Environment,
                 format!(
-                    "event {} refused by the queue's bounds (queue.max_bytes, queue.when_full)",
+                    "event {} refused by the queue's bounds (queue.max_mb with queue.when_full = refuse_new), or the queue could not store it",
                     event.id
                 ),
             ))

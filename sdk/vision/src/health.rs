@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::pipeline::LiveCounters;
 use crate::publish::PublishHealth;
+use crate::spool::SpoolStats;
 
 /// The schema id of the health message.
 pub const SCHEMA: &str = "ocellus.health/1";
@@ -195,13 +196,49 @@ impl Reporter {
         };
         let q = &publish.queue;
         let mut degraded = Vec::new();
-        if !publish.connected {
-            degraded.push(if publish.connects == 0 {
-                "mqtt: never connected; events wait on disk".to_owned()
-            } else {
-                "mqtt: disconnected; events wait on disk".to_owned()
-            });
+        mqtt_degraded(publish, &mut degraded);
+        self.queue_degraded(publish, interval, &mut degraded);
+        let (failed, frame_error) =
+            self.frames_degraded(live, interval, dropped, skipped, &mut degraded);
+        self.last_at = now;
+        self.last_processed = processed;
+        self.last_dropped = dropped;
+        self.last_skipped = skipped;
+        self.last_write_errors = q.write_errors;
+        self.last_failed = failed;
+        Health {
+            schema: SCHEMA,
+            device: self.device.clone(),
+            time: crate::event::rfc3339_millis(SystemTime::now()),
+            uptime_s: round3(now.duration_since(self.started).as_secs_f64()),
+            interval_s: round3(interval),
+            frames: Frames {
+                processed,
+                fps: round3(fps),
+                dropped,
+                skipped,
+                failed,
+                lost: live.lost.load(Ordering::Relaxed),
+            },
+            source: SourceHealth {
+                reconnects: live.reconnects.load(Ordering::Relaxed),
+            },
+            events: Events {
+                produced: live.events.load(Ordering::Relaxed),
+                refused: publish.refused,
+                store_errors: publish.store_errors,
+            },
+            queue: self.queue_report(q),
+            mqtt: mqtt_report(publish),
+            degraded,
+            last_error: frame_error.or_else(|| publish.last_error.clone()),
         }
+    }
+
+    /// The queue's `degraded` lines: events not stored, disk writes failing, events held in
+    /// memory or lost, the queue's bounds dropping events, the queue nearly full.
+    fn queue_degraded(&self, publish: &PublishHealth, interval: f64, degraded: &mut Vec<String>) {
+        let q = &publish.queue;
         if publish.store_errors > 0 {
             degraded.push(format!(
                 "queue: {} event(s) could not be written to disk",
@@ -241,6 +278,20 @@ impl Reporter {
                 q.bytes as f64 * 100.0 / self.max_bytes as f64
             ));
         }
+    }
+
+    /// The frames' `degraded` lines since the previous report: frames dropped, failed and
+    /// skipped. `dropped` and `skipped` are the totals read at the start of the report; the
+    /// failed total is read here, after the queue's lines, as it always was. Returns the failed
+    /// total and, when frames failed, the last frame error.
+    fn frames_degraded(
+        &self,
+        live: &LiveCounters,
+        interval: f64,
+        dropped: u64,
+        skipped: u64,
+        degraded: &mut Vec<String>,
+    ) -> (u64, Option<String>) {
         if dropped > self.last_dropped {
             degraded.push(format!(
                 "frames: {} dropped in the last {interval:.0} s (inference behind the camera)",
@@ -269,60 +320,49 @@ impl Reporter {
                 skipped - self.last_skipped
             ));
         }
-        self.last_at = now;
-        self.last_processed = processed;
-        self.last_dropped = dropped;
-        self.last_skipped = skipped;
-        self.last_write_errors = q.write_errors;
-        self.last_failed = failed;
-        Health {
-            schema: SCHEMA,
-            device: self.device.clone(),
-            time: crate::event::rfc3339_millis(SystemTime::now()),
-            uptime_s: round3(now.duration_since(self.started).as_secs_f64()),
-            interval_s: round3(interval),
-            frames: Frames {
-                processed,
-                fps: round3(fps),
-                dropped,
-                skipped,
-                failed,
-                lost: live.lost.load(Ordering::Relaxed),
-            },
-            source: SourceHealth {
-                reconnects: live.reconnects.load(Ordering::Relaxed),
-            },
-            events: Events {
-                produced: live.events.load(Ordering::Relaxed),
-                refused: publish.refused,
-                store_errors: publish.store_errors,
-            },
-            queue: Queue {
-                depth: q.depth,
-                bytes: q.bytes,
-                oldest_age_s: q.oldest_age_ms.map(|ms| ms as f64 / 1e3),
-                max_bytes: self.max_bytes,
-                when_full: self.when_full,
-                dropped_full: q.dropped_full,
-                refused_full: q.refused_full,
-                expired: q.expired,
-                torn: q.torn,
-                lost: q.lost,
-                not_durable: q.not_durable,
-                volatile: q.volatile_depth,
-                reclaimed: q.reclaimed,
-                write_errors: q.write_errors,
-                recovered: self.recovered,
-            },
-            mqtt: Mqtt {
-                connected: publish.connected,
-                connects: publish.connects,
-                reconnects: publish.connects.saturating_sub(1),
-                acked: publish.acked,
-            },
-            degraded,
-            last_error: frame_error.or_else(|| publish.last_error.clone()),
+        (failed, frame_error)
+    }
+
+    /// The queue's section of the report.
+    fn queue_report(&self, q: &SpoolStats) -> Queue {
+        Queue {
+            depth: q.depth,
+            bytes: q.bytes,
+            oldest_age_s: q.oldest_age_ms.map(|ms| ms as f64 / 1e3),
+            max_bytes: self.max_bytes,
+            when_full: self.when_full,
+            dropped_full: q.dropped_full,
+            refused_full: q.refused_full,
+            expired: q.expired,
+            torn: q.torn,
+            lost: q.lost,
+            not_durable: q.not_durable,
+            volatile: q.volatile_depth,
+            reclaimed: q.reclaimed,
+            write_errors: q.write_errors,
+            recovered: self.recovered,
         }
+    }
+}
+
+/// The broker's `degraded` line, if it is not connected.
+fn mqtt_degraded(publish: &PublishHealth, degraded: &mut Vec<String>) {
+    if !publish.connected {
+        degraded.push(if publish.connects == 0 {
+            "mqtt: never connected; events wait on disk".to_owned()
+        } else {
+            "mqtt: disconnected; events wait on disk".to_owned()
+        });
+    }
+}
+
+/// The broker's section of the report.
+fn mqtt_report(publish: &PublishHealth) -> Mqtt {
+    Mqtt {
+        connected: publish.connected,
+        connects: publish.connects,
+        reconnects: publish.connects.saturating_sub(1),
+        acked: publish.acked,
     }
 }
 

@@ -7,11 +7,12 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use ocellus_core::ratelimit::{self, Throttle};
-use rumqttc::{Client, Connection, ConnectionError, QoS, RecvTimeoutError};
+use rumqttc::{Client, Connection, ConnectionError, LastWill, MqttOptions, QoS, RecvTimeoutError};
 
-use super::state::{Action, Counts, Failure, Outbox, State, Turn};
-use super::{Inbound, Shared};
-use crate::cloud::{Profile, Renewal, Sas};
+use super::state::{Action, Counts, Failure, INFLIGHT, Outbox, State, Turn};
+use super::{Inbound, MqttSettings, Shared};
+use crate::cloud::{Profile, Renewal, Sas, Wire};
+use crate::error::Result;
 use crate::spool::Record;
 
 /// The longest wait for an event while connected: the turn's work (new records, health, a
@@ -21,6 +22,45 @@ const POLL: Duration = Duration::from_millis(10);
 const CONNECT_WAIT: Duration = Duration::from_secs(6);
 /// How often a back-off wait looks at the stop flag and the stop deadline.
 const BACKOFF_STEP: Duration = Duration::from_millis(20);
+/// Largest MQTT packet sent or received: IoT Hub's 256 KB message limit plus the topic.
+const MAX_PACKET: usize = 256 * 1024 + 4096;
+
+/// The client's options: keep-alive, a clean session, the in-flight window, packet sizes, the
+/// Last Will, TLS and credentials; with a SAS signer and a user name, the first token and when
+/// to replace it.
+pub(super) fn mqtt_options(
+    settings: &MqttSettings,
+    wire: &Wire,
+    sas: Option<&Sas>,
+) -> Result<(MqttOptions, Option<Renewal>)> {
+    let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+    opts.set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)))
+        .set_clean_session(true)
+        .set_inflight(INFLIGHT)
+        // rumqttc's default is 10 KiB each way: too small for a twin document or a snapshot
+        // method response (IoT Hub takes messages up to 256 KB)
+        .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+        .set_last_will(LastWill::new(
+            &wire.status_topic,
+            "offline",
+            QoS::AtLeastOnce,
+            wire.status_retain,
+        ));
+    crate::transport::configure(
+        &mut opts,
+        settings.tls.as_ref(),
+        settings.credentials.as_ref(),
+    )?;
+    let renewal = match (sas, &settings.credentials) {
+        (Some(sas), Some(c)) => {
+            let r = sas.token();
+            opts.set_credentials(c.username.clone(), r.token.clone());
+            Some(r)
+        }
+        _ => None,
+    };
+    Ok((opts, renewal))
+}
 
 /// What the connection thread needs besides the client, the queue and the state machine.
 pub(super) struct Link {

@@ -28,12 +28,12 @@ pub(super) const REQUEST_CHANNEL: usize = 64;
 /// QoS 1 messages in flight (sent, not yet acknowledged).
 pub(super) const INFLIGHT: u16 = 200;
 /// The wait after the first failed connect; it doubles with every failure after it.
-pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
 /// The longest wait between connect attempts.
-pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Longest wait of a token renewal for the events in flight to be acknowledged (shorter for
 /// short-lived tokens: a sixteenth of their life).
-pub(super) const RENEW_DRAIN: Duration = Duration::from_secs(3);
+const RENEW_DRAIN: Duration = Duration::from_secs(3);
 /// At a clean stop, how long the retained `offline` may wait for its PUBACK before the
 /// DISCONNECT goes anyway.
 const OFFLINE_WAIT: Duration = Duration::from_secs(1);
@@ -405,7 +405,14 @@ impl State {
             let Some((topic, payload)) = out.next_transient() else {
                 break;
             };
-            if !offer(out, &mut self.waiting, &topic, payload.clone(), false, Tag::Other) {
+            if !offer(
+                out,
+                &mut self.waiting,
+                &topic,
+                payload.clone(),
+                false,
+                Tag::Other,
+            ) {
                 actions.push(Action::KeepTransient(topic, payload));
                 break;
             }

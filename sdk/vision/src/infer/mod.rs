@@ -453,6 +453,58 @@ impl Detector {
                 message: format!("{t} is outside 0..=1"),
             });
         }
+        let session = Self::build_session(runtime, card, model_path, opts, build)?;
+        let mismatch = |message: String| Error::ModelMismatch {
+            path: model_path.to_path_buf(),
+            message,
+        };
+        Self::check_input(&session, card, &mismatch)?;
+        Self::check_outputs(&session, card, &mismatch)?;
+        let outputs: Vec<String> = card
+            .output
+            .output_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let selector = outputs
+            .iter()
+            .fold(OutputSelector::no_default(), |sel, n| sel.with(n.as_str()));
+        let options = RunOptions::new()
+            .map_err(Error::Inference)?
+            .with_outputs(selector);
+        let keep = opts.labels.as_ref().map(|l| card.class_ids_for(l));
+        let threshold = opts
+            .score_threshold
+            .unwrap_or_else(|| card.output.score_threshold());
+        let decoder = Decoder::new(card, threshold, keep)?;
+        let mut det = Detector {
+            engine: Engine {
+                session,
+                input: card.input.name.clone(),
+                outputs,
+                options,
+            },
+            pre: Preprocessor::new(&card.input),
+            decoder,
+            raw: RawOutputs::default(),
+            model_path: model_path.to_path_buf(),
+            prepared: None,
+            last_decode: std::time::Duration::ZERO,
+            threshold,
+        };
+        det.dry_run()?;
+        Ok(det)
+    }
+
+    /// The ONNX Runtime session for `model_path`, optimised as `build` asks, with the card's
+    /// load errors explained.
+    fn build_session(
+        runtime: &Runtime,
+        card: &ModelCard,
+        model_path: &Path,
+        opts: &DetectorOptions,
+        build: Build<'_>,
+    ) -> Result<Session> {
         let load_err = |source: ort::Error| Error::ModelLoad {
             path: model_path.to_path_buf(),
             source,
@@ -488,14 +540,17 @@ impl Detector {
                 .with_intra_threads(n)
                 .map_err(|e| load_err(e.into()))?;
         }
-        let session = builder
+        builder
             .commit_from_file(model_path)
-            .map_err(|e| load_err(explain_load_error(e, card, model_path)))?;
+            .map_err(|e| load_err(explain_load_error(e, card, model_path)))
+    }
 
-        let mismatch = |message: String| Error::ModelMismatch {
-            path: model_path.to_path_buf(),
-            message,
-        };
+    /// The card's input is an input of the model, of the card's element type and shape.
+    fn check_input(
+        session: &Session,
+        card: &ModelCard,
+        mismatch: &dyn Fn(String) -> Error,
+    ) -> Result<()> {
         let input = session
             .inputs()
             .iter()
@@ -542,6 +597,15 @@ impl Detector {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Every output the decoder reads is a Float32 output of the model.
+    fn check_outputs(
+        session: &Session,
+        card: &ModelCard,
+        mismatch: &dyn Fn(String) -> Error,
+    ) -> Result<()> {
         for name in card.output.output_names() {
             let out = session
                 .outputs()
@@ -562,40 +626,7 @@ impl Detector {
                 )));
             }
         }
-        let outputs: Vec<String> = card
-            .output
-            .output_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let selector = outputs
-            .iter()
-            .fold(OutputSelector::no_default(), |sel, n| sel.with(n.as_str()));
-        let options = RunOptions::new()
-            .map_err(Error::Inference)?
-            .with_outputs(selector);
-        let keep = opts.labels.as_ref().map(|l| card.class_ids_for(l));
-        let threshold = opts
-            .score_threshold
-            .unwrap_or_else(|| card.output.score_threshold());
-        let decoder = Decoder::new(card, threshold, keep)?;
-        let mut det = Detector {
-            engine: Engine {
-                session,
-                input: card.input.name.clone(),
-                outputs,
-                options,
-            },
-            pre: Preprocessor::new(&card.input),
-            decoder,
-            raw: RawOutputs::default(),
-            model_path: model_path.to_path_buf(),
-            prepared: None,
-            last_decode: std::time::Duration::ZERO,
-            threshold,
-        };
-        det.dry_run()?;
-        Ok(det)
+        Ok(())
     }
 
     /// One inference on a blank frame at load, so that outputs whose shapes do not fit the card

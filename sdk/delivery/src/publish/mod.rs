@@ -14,7 +14,7 @@
 //!
 //! Topics: events on `{prefix}/{device}/events/{type}` (QoS 1). Retained: `{prefix}/{device}/status`
 //! (`online` after every connect, `offline` on a clean stop and as the Last Will, so a killed process
-//! or a cut network also ends in `offline`) and `{prefix}/{device}/health` (see [`crate::health`]).
+//! or a cut network also ends in `offline`) and `{prefix}/{device}/health` (see `ocellus::health`).
 //!
 //! Delivery is at least once: an event whose PUBACK was lost with the connection is sent again after
 //! the reconnect, with the same `id`; subscribers de-duplicate on `id`. Nothing is lost to a broker
@@ -25,23 +25,36 @@
 //!
 //! The MQTT session is clean (`clean_session = true`): the queue, not the broker's session store or
 //! rumqttc's in-memory buffers, is the record of what is still owed.
+//!
+//! The connection thread is split the way rumqttc splits its own event loop: a state machine
+//! (`state.rs`: what is in flight by packet id, what to offer next, backoff, token renewal, the
+//! clean stop; no sockets, no threads) and the I/O around it (`io.rs`: owns the client and the
+//! connection, feeds events into the state machine and carries out what it decides). A second
+//! thread runs [`Spool::maintain`] (fsync, expiry, acknowledgement saves) on its own schedule.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rumqttc::{
-    Client, Connection, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS,
-};
+use ocellus_core::Fault;
+use ocellus_core::event::Event;
+use rumqttc::Client;
 
-use crate::cloud::{HealthRoute, Profile, Renewal, Sas, Wire};
+use crate::cloud::{Profile, Wire};
 use crate::error::{Error, Result};
 use crate::spool::{Append, OpenReport, Spool, SpoolConfig, SpoolStats};
 use crate::transport::{Credentials, Problem, TlsSettings};
-use ocellus_core::event::Event;
+
+// the connection thread: `state` decides, `io` carries it out (see the module docs)
+mod io;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use state::{REQUEST_CHANNEL, State};
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -109,10 +122,15 @@ impl MqttSettings {
     /// `mqtt://host:port` or `mqtts://host:port`, for messages.
     pub fn broker(&self) -> String {
         let scheme = if self.tls.is_some() { "mqtts" } else { "mqtt" };
+        format!("{scheme}://{}", self.host_port())
+    }
+
+    /// `host:port`, an IPv6 address in brackets.
+    fn host_port(&self) -> String {
         if self.host.contains(':') {
-            format!("{scheme}://[{}]:{}", self.host, self.port)
+            format!("[{}]:{}", self.host, self.port)
         } else {
-            format!("{scheme}://{}:{}", self.host, self.port)
+            format!("{}:{}", self.host, self.port)
         }
     }
 }
@@ -219,12 +237,6 @@ pub enum Inbound {
 /// Messages waiting in [`Publisher::send`]'s queue (not durable; the oldest goes when full).
 const TRANSIENT: usize = 64;
 
-enum Tag {
-    Event(u64),
-    Offline,
-    Other,
-}
-
 /// Makes the last health message from the publisher's final state ([`Publisher::shutdown_with_health`]).
 pub type LastHealth = Box<dyn FnOnce(&PublishHealth) -> Vec<u8> + Send>;
 
@@ -292,19 +304,8 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
-/// rumqttc's request channel. Only the connection thread sends into it and it keeps fewer than
-/// this many requests outstanding, so a send never finds it full.
-const REQUEST_CHANNEL: usize = 64;
-/// QoS 1 messages in flight (sent, not yet acknowledged).
-const INFLIGHT: u16 = 200;
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often the queue-maintenance thread runs at most (fsync, expiry, ack saves, reclaim).
 const MAINTAIN_EVERY: Duration = Duration::from_millis(50);
-const POLL: Duration = Duration::from_millis(10);
-/// Largest MQTT packet sent or received: IoT Hub's 256 KB message limit plus the topic.
-const MAX_PACKET: usize = 256 * 1024 + 4096;
-/// Longest wait for one connect; rumqttc's own connection timeout (5 s) ends it first.
-const CONNECT_WAIT: Duration = Duration::from_secs(6);
 
 /// A topic level we build from a name: letters, digits, '.', '_', '-' (no `/`, `+`, `#`).
 fn check_level(what: &str, v: &str) -> Result<()> {
@@ -341,48 +342,9 @@ impl Publisher {
         }
         let wire = settings.wire();
         let sas = settings.profile.sas();
-        let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
-        opts.set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)))
-            .set_clean_session(true)
-            .set_inflight(INFLIGHT)
-            // rumqttc's default is 10 KiB each way: too small for a twin document or a snapshot
-            // method response (IoT Hub takes messages up to 256 KB)
-            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_last_will(LastWill::new(
-                &wire.status_topic,
-                "offline",
-                QoS::AtLeastOnce,
-                wire.status_retain,
-            ));
-        crate::transport::configure(
-            &mut opts,
-            settings.tls.as_ref(),
-            settings.credentials.as_ref(),
-        )?;
-        let renewal = match (&sas, &settings.credentials) {
-            (Some(sas), Some(c)) => {
-                let r = sas.token();
-                opts.set_credentials(c.username.clone(), r.token.clone());
-                Some(r)
-            }
-            _ => None,
-        };
+        let (opts, renewal) = io::mqtt_options(&settings, &wire, sas.as_ref())?;
         let (spool, open) = Spool::open(settings.queue.clone())?;
-        if open.recovered > 0 {
-            tracing::info!(
-                "event queue {}: {} unacknowledged event(s) from an earlier run are sent first",
-                settings.queue.dir.display(),
-                open.recovered
-            );
-        }
-        if open.torn > 0 {
-            tracing::warn!(
-                "event queue {}: {} damaged place(s) skipped, {} unacknowledged event(s) lost with them; every intact event is kept",
-                settings.queue.dir.display(),
-                open.torn,
-                open.lost
-            );
-        }
+        report_open(&settings.queue, &open);
         let (client, connection) = Client::new(opts, REQUEST_CHANNEL);
         let shared = Arc::new(Shared {
             spool: Mutex::new(spool),
@@ -395,24 +357,16 @@ impl Publisher {
         });
         let conn = {
             let shared = shared.clone();
-            let link = Link {
-                wire,
+            let link = io::Link {
                 profile: settings.profile.clone(),
+                subscriptions: wire.subscriptions.clone(),
                 sas: sas.zip(settings.credentials.as_ref().map(|c| c.username.clone())),
-                renew_at: renewal.as_ref().map(|r| r.renew_at),
-                renew_drain: renewal
-                    .as_ref()
-                    .map(|r| r.drain.min(RENEW_DRAIN))
-                    .unwrap_or(RENEW_DRAIN),
                 inbox,
             };
-            std::thread::Builder::new()
-                .name("ocellus-mqtt".into())
-                .spawn(move || drive(connection, client, &shared, link))
-                .map_err(|e| Error::InvalidOption {
-                    name: "thread".into(),
-                    message: format!("cannot start the MQTT connection thread: {e}"),
-                })?
+            let state = State::new(wire, renewal.map(|r| (r.renew_at, r.drain)));
+            spawn("ocellus-mqtt", "MQTT connection thread", move || {
+                io::drive(connection, client, &shared, link, state)
+            })?
         };
         // fsync, expiry, acknowledgement saves and disk reclaim on their own schedule: a connect
         // that hangs for seconds must not stretch the durability window
@@ -420,13 +374,9 @@ impl Publisher {
             let shared = shared.clone();
             let tick =
                 (settings.queue.fsync_interval / 4).clamp(Duration::from_millis(5), MAINTAIN_EVERY);
-            std::thread::Builder::new()
-                .name("ocellus-queue".into())
-                .spawn(move || maintain_queue(&shared, tick))
-                .map_err(|e| Error::InvalidOption {
-                    name: "thread".into(),
-                    message: format!("cannot start the queue maintenance thread: {e}"),
-                })?
+            spawn("ocellus-queue", "queue maintenance thread", move || {
+                maintain_queue(&shared, tick)
+            })?
         };
         Ok(Publisher {
             shared,
@@ -674,427 +624,62 @@ fn maintain_queue(shared: &Shared, tick: Duration) {
     }
 }
 
-/// What the connection thread needs besides the client and the queue.
-struct Link {
-    wire: Wire,
-    profile: Profile,
-    /// The SAS signer and the user name it goes with.
-    sas: Option<(Sas, String)>,
-    /// When the current SAS token should be replaced.
-    renew_at: Option<Instant>,
-    /// Longest wait for the window to drain before the DISCONNECT of a renewal.
-    renew_drain: Duration,
-    inbox: Option<SyncSender<Inbound>>,
+/// Log what opening the queue found: a backlog from an earlier run, damage.
+fn report_open(queue: &SpoolConfig, open: &OpenReport) {
+    if open.recovered > 0 {
+        tracing::info!(
+            "event queue {}: {} unacknowledged event(s) from an earlier run are sent first",
+            queue.dir.display(),
+            open.recovered
+        );
+    }
+    if open.torn > 0 {
+        tracing::warn!(
+            "event queue {}: {} damaged place(s) skipped, {} unacknowledged event(s) lost with them; every intact event is kept",
+            queue.dir.display(),
+            open.torn,
+            open.lost
+        );
+    }
 }
 
-impl Link {
-    /// Put a fresh SAS token into the options of the next connect.
-    fn refresh(&mut self, connection: &mut Connection) {
-        if let Some((sas, user)) = &self.sas {
-            let Renewal {
-                token,
-                renew_at,
-                drain,
-            } = sas.token();
-            connection
-                .eventloop
-                .mqtt_options
-                .set_credentials(user.clone(), token);
-            self.renew_at = Some(renew_at);
-            self.renew_drain = drain.min(RENEW_DRAIN);
-        }
-    }
+/// Start a named thread; `what` names it in the error.
+fn spawn(name: &str, what: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|e| Error::InvalidOption {
+            name: "thread".into(),
+            message: format!("cannot start the {what}: {e}"),
+        })
+}
 
-    fn deliver(&self, msg: Inbound) {
-        if let Some(inbox) = &self.inbox {
-            match inbox.try_send(msg) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(m)) => {
-                    tracing::warn!("MQTT: the message handler is behind; dropped {m:?}")
-                }
-            }
+/// The publisher as the pipeline's sink: every event goes into the durable queue, never waiting
+/// for the network.
+impl ocellus_core::EventSink for Publisher {
+    /// [`Publisher::publish`]; an event the queue did not take is an error the pipeline counts.
+    fn send(&mut self, event: &Event) -> ocellus_core::Result<()> {
+        if self.publish(event) {
+            return Ok(());
         }
-    }
-
-    /// The health message as the profile sends it: (topic, payload, retain).
-    fn health(&self, payload: Vec<u8>, seq: u64) -> (String, Vec<u8>, bool) {
-        match &self.wire.health {
-            HealthRoute::Retained(t) => (t.clone(), payload, true),
-            HealthRoute::AzureReported => (
-                crate::cloud::azure::twin_reported_topic(&format!("h{seq}")),
-                wrap_json(b"{\"health\":", &payload, b"}"),
-                false,
+        Err(ocellus_core::Error::component(
+            Fault::Environment,
+            format!(
+                "event {} refused by the queue's bounds (queue.max_mb with queue.when_full = \
+                 refuse_new), or the queue could not store it (see the publisher's last error)",
+                event.id
             ),
-            HealthRoute::AwsShadow(t) => (
-                t.clone(),
-                wrap_json(b"{\"state\":{\"reported\":{\"health\":", &payload, b"}}}"),
-                false,
-            ),
-        }
+        ))
     }
-}
 
-fn wrap_json(head: &[u8], body: &[u8], tail: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(head.len() + body.len() + tail.len());
-    v.extend_from_slice(head);
-    v.extend_from_slice(body);
-    v.extend_from_slice(tail);
-    v
-}
-
-/// Where the connection thread is in replacing its SAS token.
-#[derive(PartialEq, Eq, Clone, Copy)]
-enum Renew {
-    No,
-    /// No new events offered since this instant; DISCONNECT once the window has drained.
-    Draining(Instant),
-    /// DISCONNECT requested (the renewal began at this instant).
-    Disconnecting(Instant),
-}
-
-/// Longest wait of a token renewal for the events in flight to be acknowledged (shorter for
-/// short-lived tokens: a sixteenth of their life).
-const RENEW_DRAIN: Duration = Duration::from_secs(3);
-
-/// Where the connection thread is in a clean stop.
-#[derive(PartialEq, Eq, Clone, Copy)]
-enum Closing {
-    No,
-    /// `offline` offered at this instant; waiting for its PUBACK.
-    Offline(Instant),
-    /// DISCONNECT requested at this instant.
-    Disconnect(Instant),
-}
-
-/// The connection thread: the only user of the MQTT client and the only reader of the queue.
-fn drive(mut connection: Connection, client: Client, shared: &Shared, mut link: Link) {
-    let stats = &shared.stats;
-    // offered to rumqttc, its Outgoing::Publish not seen yet (rumqttc assigns packet ids in order)
-    let mut waiting: VecDeque<Tag> = VecDeque::new();
-    // packet id → what it carries, until its PUBACK
-    let mut inflight: HashMap<u16, Tag> = HashMap::new();
-    let mut connected = false;
-    let mut announce = false;
-    let mut backoff = BACKOFF_MIN;
-    let mut closing = Closing::No;
-    // repeated failures: the first line, then one with a count every 10 s
-    let mut read_log = ocellus_core::ratelimit::Throttle::default();
-    let mut connect_log = ocellus_core::ratelimit::Throttle::default();
-    let every = ocellus_core::ratelimit::DEFAULT_EVERY;
-    let mut health_sent: Option<Vec<u8>> = None;
-    let mut health_seq = 0u64;
-    // a SAS token is being replaced: since when (no new events offered; DISCONNECT once the
-    // window has drained)
-    let mut renewing = Renew::No;
-
-    let offer =
-        |topic: &str, payload: Vec<u8>, retain: bool, tag: Tag, waiting: &mut VecDeque<Tag>| {
-            waiting.push_back(tag);
-            match client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
-                Ok(()) => true,
-                Err(e) => {
-                    waiting.pop_back();
-                    tracing::debug!("MQTT client refused a request: {e}");
-                    false
-                }
-            }
-        };
-
-    loop {
-        if shared.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let now = Instant::now();
-        let (close_by, health) = {
-            let mut c = shared.control();
-            let h = if connected { c.health.take() } else { None };
-            (c.close_by, h)
-        };
-
-        if connected
-            && closing == Closing::No
-            && renewing == Renew::No
-            && link.renew_at.is_some_and(|at| now >= at)
-        {
-            tracing::debug!("MQTT: replacing the SAS token before it expires");
-            renewing = Renew::Draining(now);
-        }
-        if let Renew::Draining(since) = renewing
-            && connected
-            && ((waiting.is_empty() && inflight.is_empty())
-                || now.duration_since(since) > link.renew_drain)
-            && client.try_disconnect().is_ok()
-        {
-            // a clean DISCONNECT (no Last Will); the next connect carries the new token
-            renewing = Renew::Disconnecting(since);
-        }
-        // The DISCONNECT waits in rumqttc's queue behind publishes that wait for room in the
-        // window; on a slow link the token could expire first, and the hub would cut the
-        // connection anyway. After twice the drain time, drop the connection ourselves (the
-        // broker then sends the Last Will, as it would on the hub's cut) and reconnect now.
-        if let Renew::Draining(since) | Renew::Disconnecting(since) = renewing
-            && connected
-            && now.duration_since(since) > link.renew_drain * 2
-        {
-            tracing::debug!("MQTT: the token renewal's DISCONNECT is late; reconnecting now");
-            link.refresh(&mut connection);
-            connection.eventloop.clean();
-            connected = false;
-            stats.connected.store(false, Ordering::Relaxed);
-            waiting.clear();
-            inflight.clear();
-            renewing = Renew::No;
-        }
-
-        if connected && closing == Closing::No {
-            if announce
-                && offer(
-                    &link.wire.status_topic,
-                    b"online".to_vec(),
-                    link.wire.status_retain,
-                    Tag::Other,
-                    &mut waiting,
-                )
-            {
-                announce = false;
-            }
-            if let Some(h) = health {
-                health_seq += 1;
-                let (topic, payload, retain) = link.health(h.clone(), health_seq);
-                if offer(&topic, payload, retain, Tag::Other, &mut waiting) {
-                    health_sent = Some(h);
-                } else {
-                    shared.control().health.get_or_insert(h);
-                }
-            }
-            loop {
-                if waiting.len() >= REQUEST_CHANNEL - 8 {
-                    break;
-                }
-                let next = shared.control().transient.pop_front();
-                let Some((topic, payload)) = next else { break };
-                if !offer(&topic, payload.clone(), false, Tag::Other, &mut waiting) {
-                    shared.control().transient.push_front((topic, payload));
-                    break;
-                }
-            }
-            // keep a window of records in flight
-            let mut rewind = false;
-            while renewing == Renew::No
-                && waiting.len() < REQUEST_CHANNEL - 4
-                && inflight.len() + waiting.len() < INFLIGHT as usize
-            {
-                let next = shared.spool().next_unsent();
-                let rec = match next {
-                    Ok(Some(rec)) => rec,
-                    Ok(None) => break,
-                    Err(e) => {
-                        if let Some(n) = read_log.ready() {
-                            tracing::error!("{e}{}", ocellus_core::ratelimit::repeats(n, every));
-                        }
-                        shared.note_error(e.to_string());
-                        break;
-                    }
-                };
-                let n = rec.payload.len() as u64;
-                if !offer(
-                    &rec.topic,
-                    rec.payload,
-                    false,
-                    Tag::Event(rec.seq),
-                    &mut waiting,
-                ) {
-                    rewind = true; // hand it out again later
-                    break;
-                }
-                stats.sent.fetch_add(1, Ordering::Relaxed);
-                stats.event_bytes.fetch_add(n, Ordering::Relaxed);
-            }
-            if rewind {
-                shared.spool().rewind();
-                waiting.clear();
-                inflight.clear();
-            }
-        }
-
-        if let Some(deadline) = close_by {
-            let depth = shared.spool().stats().depth;
-            match closing {
-                Closing::No if connected && (depth == 0 || now >= deadline) => {
-                    // the final counters first, made now that the queue has drained
-                    let last = shared.control().last_health.take();
-                    if let Some(make) = last {
-                        let payload = make(&shared.health());
-                        shared.control().health = Some(payload);
-                        continue;
-                    }
-                    if offer(
-                        &link.wire.status_topic,
-                        b"offline".to_vec(),
-                        link.wire.status_retain,
-                        Tag::Offline,
-                        &mut waiting,
-                    ) {
-                        closing = Closing::Offline(now);
-                    } else {
-                        closing = Closing::Offline(now - Duration::from_secs(2));
-                    }
-                }
-                Closing::No if !connected && now >= deadline => break,
-                Closing::Offline(at) if now.duration_since(at) > Duration::from_secs(1) => {
-                    let _ = client.try_disconnect();
-                    closing = Closing::Disconnect(now);
-                }
-                Closing::Disconnect(at) if now.duration_since(at) > Duration::from_millis(500) => {
-                    break;
-                }
-                _ => {}
-            }
-        }
-
-        // While there is no connection, the poll is a connect (TCP, TLS, CONNECT, CONNACK): give
-        // it rumqttc's whole connection timeout. A 10 ms poll would cancel every connect that
-        // takes longer, so a broker a real network away (IoT Hub: a few hundred ms) would never
-        // be reached.
-        let wait = if connection.eventloop.network.is_none() {
-            CONNECT_WAIT
-        } else {
-            POLL
-        };
-        match connection.recv_timeout(wait) {
-            Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) => {
-                connected = true;
-                announce = true;
-                backoff = BACKOFF_MIN;
-                waiting.clear();
-                inflight.clear();
-                // clean session: whatever was in flight on the old connection is offered again
-                shared.spool().rewind();
-                if let Some(h) = health_sent.take() {
-                    shared.control().health.get_or_insert(h);
-                }
-                stats.connects.fetch_add(1, Ordering::Relaxed);
-                stats.connected.store(true, Ordering::Relaxed);
-                // the connection problem is over: it is no longer the last error either
-                let solved = stats.problem.lock().ok().and_then(|mut p| p.take());
-                if let (Some(old), Ok(mut last)) = (solved, stats.last_error.lock())
-                    && last.as_deref() == Some(old.message.as_str())
-                {
-                    *last = None;
-                }
-                renewing = Renew::No;
-                if !link.wire.subscriptions.is_empty() {
-                    let filters = link
-                        .wire
-                        .subscriptions
-                        .iter()
-                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-                    if let Err(e) = client.try_subscribe_many(filters) {
-                        tracing::warn!("MQTT: could not subscribe: {e}");
-                    }
-                }
-                link.deliver(Inbound::Connected);
-                if stats.connects.load(Ordering::Relaxed) == 1 {
-                    tracing::info!("connected to {}", link.profile.kind_name());
-                } else {
-                    tracing::info!("connected to {} again", link.profile.kind_name());
-                }
-            }
-            Ok(Ok(MqttEvent::Incoming(Packet::Publish(p)))) => {
-                link.deliver(Inbound::Message {
-                    topic: p.topic,
-                    payload: p.payload.to_vec(),
-                });
-            }
-            Ok(Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid)))) => match waiting.pop_front() {
-                Some(tag) if pkid != 0 => {
-                    inflight.insert(pkid, tag);
-                }
-                Some(_) => {}
-                None => tracing::debug!("MQTT publish {pkid} was not offered by us"),
-            },
-            Ok(Ok(MqttEvent::Incoming(Packet::PubAck(ack)))) => match inflight.remove(&ack.pkid) {
-                Some(Tag::Event(seq)) => {
-                    shared.spool().ack(seq);
-                    stats.acked.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(Tag::Offline) => {
-                    if let Closing::Offline(_) = closing {
-                        let _ = client.try_disconnect();
-                        closing = Closing::Disconnect(Instant::now());
-                    }
-                }
-                Some(Tag::Other) | None => {}
-            },
-            Ok(Ok(MqttEvent::Outgoing(Outgoing::Disconnect))) => {
-                connected = false;
-                stats.connected.store(false, Ordering::Relaxed);
-                if renewing != Renew::No && closing == Closing::No {
-                    // reconnect at once with a fresh token; the clean session and the rewind
-                    // on CONNACK offer whatever was still unacknowledged again
-                    link.refresh(&mut connection);
-                    connection.eventloop.clean();
-                    waiting.clear();
-                    inflight.clear();
-                    continue;
-                }
-                if matches!(closing, Closing::Disconnect(_)) {
-                    // give the event loop a moment to write the DISCONNECT packet
-                    let _ = connection.recv_timeout(Duration::from_millis(50));
-                    break;
-                }
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) if matches!(closing, Closing::Disconnect(_)) => break,
-            Ok(Err(e)) => {
-                let was = connected;
-                connected = false;
-                stats.connected.store(false, Ordering::Relaxed);
-                waiting.clear();
-                inflight.clear();
-                renewing = Renew::No;
-                let problem = link.profile.reword(crate::transport::explain(&e));
-                if problem.permanent {
-                    if let Some(n) = connect_log.ready() {
-                        tracing::error!(
-                            "MQTT: {}; retrying in {backoff:?}{}",
-                            problem.message,
-                            ocellus_core::ratelimit::repeats(n, every)
-                        );
-                    }
-                } else if was {
-                    tracing::warn!(
-                        "MQTT connection lost: {}; reconnecting (events wait on disk)",
-                        problem.message
-                    );
-                } else {
-                    tracing::debug!(
-                        "MQTT connect failed: {}; retrying in {backoff:?}",
-                        problem.message
-                    );
-                }
-                shared.note_error(problem.message.clone());
-                if let Ok(mut p) = stats.problem.lock() {
-                    *p = Some(problem);
-                }
-                let until = Instant::now() + backoff;
-                while Instant::now() < until && !shared.stop.load(Ordering::Relaxed) {
-                    let past_deadline = shared
-                        .control()
-                        .close_by
-                        .is_some_and(|d| Instant::now() >= d);
-                    if past_deadline {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                // a token may expire during an outage: every attempt gets a fresh one
-                link.refresh(&mut connection);
-            }
-            Err(rumqttc::RecvTimeoutError::Timeout) => {}
-            Err(rumqttc::RecvTimeoutError::Disconnected) => break,
-        }
+    /// Nothing to do: every event taken is already in the queue, and the deployment's shutdown
+    /// ([`Publisher::shutdown`]) drains it to the broker with a timeout of its own.
+    fn flush(&mut self) -> ocellus_core::Result<()> {
+        Ok(())
     }
-    stats.connected.store(false, Ordering::Relaxed);
+
+    /// `MQTT host:port`.
+    fn describe(&self) -> String {
+        format!("MQTT {}", self.settings.host_port())
+    }
 }
