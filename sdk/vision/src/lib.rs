@@ -30,7 +30,7 @@
 //! pipeline, config).
 
 mod agent;
-pub mod anchors;
+mod anchors;
 pub mod annotate;
 pub mod card;
 pub mod config;
