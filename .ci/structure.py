@@ -112,37 +112,34 @@ def root_names(src):
 
 def imports():
     """(crate, module) -> set of (crate, module) it imports."""
+    reexports = {crate: root_names(src) for crate, (src, _) in CRATES.items()}
+    modules = {crate: {m for layer in layers for m in layer} for crate, (_, layers) in CRATES.items()}
     graph = {}
-    for crate, (src, layers) in CRATES.items():
-        modules = {m for layer in layers for m in layer}
-        reexports = root_names(src)
+    for crate, (src, _) in CRATES.items():
         for path in rust_files(src):
             me = (crate, module_of(src, path))
             deps = graph.setdefault(me, set())
             nested = os.path.dirname(os.path.relpath(path, os.path.join(ROOT, src))) != ""
-            is_mod_file = os.path.basename(path) == "mod.rs"
             for line in code_lines(path):
                 for m in re.finditer(r"\b(crate|ocellus_core|ocellus_delivery|ocellus)::(\w+)", line):
                     target_crate = crate if m.group(1) == "crate" else m.group(1)
                     if target_crate not in CRATES:
                         continue
-                    tsrc, tlayers = CRATES[target_crate]
-                    tmods = {x for layer in tlayers for x in layer}
                     name = m.group(2)
-                    if name in tmods:
+                    if name in modules[target_crate]:
                         target = name
-                    elif name in root_names(tsrc):
-                        target = root_names(tsrc)[name]
-                        if target not in tmods:
+                    elif name in reexports[target_crate]:
+                        target = reexports[target_crate][name]
+                        if target not in modules[target_crate]:
                             continue
                     else:
-                        target = "lib" if target_crate != "ocellus_cli" else "main"
+                        # an item defined in the crate root itself
+                        target = "main" if target_crate == "ocellus_cli" else "lib"
                     if (target_crate, target) != me:
                         deps.add((target_crate, target))
                 # `super::` from a top-level file reaches the crate root
                 if "super::" in line and not nested and me[1] not in ("lib", "main"):
                     deps.add((crate, "lib"))
-                _ = (modules, reexports, is_mod_file)
     return graph
 
 

@@ -185,3 +185,7 @@ impl<F: FnMut(&Event) -> Result<()>> EventSink for FnSink<F> {
         "closure".to_owned()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests;

@@ -463,3 +463,7 @@ impl<'a> PipelineBuilder<'a> {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests;
