@@ -70,6 +70,5 @@ fn a_closure_sees_every_event_and_its_error_is_passed_on() {
     });
     sink.send(&event(0)).unwrap();
     assert!(sink.send(&event(1)).is_err());
-    drop(sink);
     assert_eq!(seen, [0, 1]);
 }
