@@ -62,12 +62,13 @@ impl Source for Ticks {
         }
         let seq = self.next;
         self.next += 1;
-        Ok(Some(Frame {
+        let image = RgbFrame::new(16, 12, vec![0; 16 * 12 * 3])?;
+        Ok(Some(Frame::new(
             seq,
-            captured: SystemTime::now(),
-            t: Duration::from_millis(100 * seq),
-            image: RgbFrame::new(16, 12, vec![0; 16 * 12 * 3])?,
-        }))
+            SystemTime::now(),
+            Duration::from_millis(100 * seq),
+            image,
+        )))
     }
     fn is_live(&self) -> bool {
         false

@@ -51,13 +51,10 @@ impl<R: Read + Send> Source for RawRgb<R> {
                 });
             }
         }
-        let frame = Frame {
-            seq: self.seq,
-            captured: SystemTime::now(),
-            // media time from the frame rate: dwell times do not depend on processing speed
-            t: Duration::from_secs_f64(self.seq as f64 / self.fps),
-            image: RgbFrame::new(self.width, self.height, buf)?,
-        };
+        // media time from the frame rate: dwell times do not depend on processing speed
+        let t = Duration::from_secs_f64(self.seq as f64 / self.fps);
+        let image = RgbFrame::new(self.width, self.height, buf)?;
+        let frame = Frame::new(self.seq, SystemTime::now(), t, image);
         self.seq += 1;
         Ok(Some(frame))
     }

@@ -90,8 +90,15 @@ fn main() {
             for _ in 0..30 {
                 let f = s.next_frame()?.ok_or("the camera ended")?;
                 check(
-                    (f.image.width(), f.image.height()) == (640, 480),
-                    format!("{}x{}", f.image.width(), f.image.height()),
+                    (
+                        f.image.as_ref().unwrap().width(),
+                        f.image.as_ref().unwrap().height(),
+                    ) == (640, 480),
+                    format!(
+                        "{}x{}",
+                        f.image.as_ref().unwrap().width(),
+                        f.image.as_ref().unwrap().height()
+                    ),
                 )?;
             }
             Ok(())
@@ -116,10 +123,13 @@ fn main() {
                 f = s.next_frame()?.ok_or("no frame")?; // let the ISP settle
             }
             // white bar on the left, black on the right, whatever the ISP does to colour
-            let (w, h) = (f.image.width() as usize, f.image.height() as usize);
+            let (w, h) = (
+                f.image.as_ref().unwrap().width() as usize,
+                f.image.as_ref().unwrap().height() as usize,
+            );
             let px = |x: usize| {
                 let i = ((h / 2) * w + x) * 3;
-                f.image.data()[i..i + 3]
+                f.image.as_ref().unwrap().data()[i..i + 3]
                     .iter()
                     .map(|&b| u32::from(b))
                     .sum::<u32>()
@@ -149,7 +159,10 @@ fn main() {
             for _ in 0..60 {
                 let f = s.next_frame()?.ok_or("the camera ended")?;
                 check(
-                    (f.image.width(), f.image.height()) == (n.layout.width, n.layout.height),
+                    (
+                        f.image.as_ref().unwrap().width(),
+                        f.image.as_ref().unwrap().height(),
+                    ) == (n.layout.width, n.layout.height),
                     format!("{n:?}"),
                 )?;
             }
@@ -192,7 +205,13 @@ fn exposure_over_the_bus_changes_brightness(
         let mut m = 0.0;
         for _ in 0..3 {
             // sensors apply a new exposure one or two frames later
-            m = mean_brightness(&s.next_frame()?.ok_or("no frame")?.image);
+            m = mean_brightness(
+                s.next_frame()?
+                    .ok_or("no frame")?
+                    .image
+                    .as_ref()
+                    .ok_or("no pixels")?,
+            );
         }
         Ok(m)
     };
@@ -206,10 +225,22 @@ fn exposure_over_the_bus_changes_brightness(
 
 fn auto_exposure_settles(settings: SensorSettings) -> Result<(), Failed> {
     let mut s = SensorSource::open(&settings)?;
-    let first = mean_brightness(&s.next_frame()?.ok_or("no frame")?.image);
+    let first = mean_brightness(
+        s.next_frame()?
+            .ok_or("no frame")?
+            .image
+            .as_ref()
+            .ok_or("no pixels")?,
+    );
     let mut last = first;
     for _ in 0..60 {
-        last = mean_brightness(&s.next_frame()?.ok_or("no frame")?.image);
+        last = mean_brightness(
+            s.next_frame()?
+                .ok_or("no frame")?
+                .image
+                .as_ref()
+                .ok_or("no pixels")?,
+        );
     }
     let target = f64::from(ocellus::source::sensor::AutoExposure::default().target);
     check(
@@ -233,12 +264,15 @@ fn colour_bars_reach_the_detector_path() -> Result<(), Failed> {
             let x = i * 80 + 40;
             let at = (240 * 640 + x) * 3;
             check(
-                &f.image.data()[at..at + 3] == want,
-                format!("bar {i}: {:?}", &f.image.data()[at..at + 3]),
+                &f.image.as_ref().unwrap().data()[at..at + 3] == want,
+                format!(
+                    "bar {i}: {:?}",
+                    &f.image.as_ref().unwrap().data()[at..at + 3]
+                ),
             )?;
         }
         // through preprocessing and the model: colour bars hold no person
-        let found = detector.detect(&f.image.as_view())?;
+        let found = detector.detect(&f.image.as_ref().ok_or("no pixels")?.as_view())?;
         check(
             found.iter().all(|d| &*d.label != "person" || d.score < 0.5),
             format!("{found:?}"),

@@ -299,7 +299,10 @@ fn image_source_skips_and_counts_corrupt_truncated_foreign_and_huge_files() {
     let (sizes, largest) = largest_allocation(|| {
         let mut sizes = Vec::new();
         while let Some(frame) = source.next_frame().unwrap() {
-            sizes.push((frame.image.width(), frame.image.height()));
+            sizes.push((
+                frame.image.as_ref().unwrap().width(),
+                frame.image.as_ref().unwrap().height(),
+            ));
         }
         sizes
     });
@@ -337,7 +340,13 @@ fn corrupt_and_truncated_video_files() {
         let (w, h) = (source.info().width, source.info().height);
         let mut n = 0;
         while let Ok(Some(frame)) = source.next_frame() {
-            assert_eq!((frame.image.width(), frame.image.height()), (w, h));
+            assert_eq!(
+                (
+                    frame.image.as_ref().unwrap().width(),
+                    frame.image.as_ref().unwrap().height()
+                ),
+                (w, h)
+            );
             n += 1;
             assert!(n < 2000, "a 400 kB file does not hold {n} frames");
         }

@@ -94,7 +94,9 @@ fn the_recorded_detections_are_what_the_model_sees() {
         });
         writeln!(out, "{header}").unwrap();
         while let Some(frame) = source.next_frame().unwrap() {
-            let dets = det.detect(&frame.image.as_view()).unwrap();
+            let dets = det
+                .detect(&frame.image.as_ref().unwrap().as_view())
+                .unwrap();
             let line = serde_json::json!({
                 "f": frame.seq,
                 "t_ms": frame.t.as_millis() as u64,
@@ -120,10 +122,13 @@ fn the_recorded_detections_are_what_the_model_sees() {
         }
         let rec = &recorded[frame.seq as usize];
         assert_eq!(rec.f, frame.seq);
-        let live: Vec<[f32; 5]> = record(&det.detect(&frame.image.as_view()).unwrap())
-            .iter()
-            .map(|v| v.map(|x| x as f32))
-            .collect();
+        let live: Vec<[f32; 5]> = record(
+            &det.detect(&frame.image.as_ref().unwrap().as_view())
+                .unwrap(),
+        )
+        .iter()
+        .map(|v| v.map(|x| x as f32))
+        .collect();
         let missing = unmatched(&live, &rec.d, floor);
         let extra = unmatched(&rec.d, &live, floor);
         assert!(

@@ -87,7 +87,7 @@ fn native_post_processing_finds_the_same_people_as_the_full_graph() {
         let Some(frame) = source.next_frame().unwrap() else {
             break;
         };
-        let view = frame.image.as_view();
+        let view = frame.image.as_ref().unwrap().as_view();
         let a = persons(&full.detect(&view).unwrap());
         let b = persons(&cut.detect(&view).unwrap());
         // every person of either side has a partner on the other at IoU >= 0.9, unless its

@@ -146,7 +146,12 @@ impl<'a> RgbView<'a> {
     }
 }
 
-/// One frame from a source.
+/// One frame from a source: its pixels, what the sensor computed on the chip, or both.
+///
+/// A plain camera or file delivers pixels ([`Frame::new`]). An intelligent sensor that runs the
+/// network itself (Sony's IMX500) delivers its output tensors in [`Frame::sensor_data`], and
+/// pixels only when someone asked to see the scene ([`crate::Source::request_pixels`]): by
+/// default the host reads no pixels at all ([`Frame::from_sensor`]).
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// Sequence number, from 0, increasing by one per frame delivered by the source.
@@ -155,8 +160,41 @@ pub struct Frame {
     pub captured: SystemTime,
     /// Media time: position in a file, or time since a live source started.
     pub t: Duration,
-    /// The pixels.
-    pub image: RgbFrame,
+    /// The pixels; `None` for a frame of on-sensor results with no pixels asked for.
+    pub image: Option<RgbFrame>,
+    /// What the sensor computed for this frame, in the sensor's own encoding (for an IMX500: the
+    /// DNN lines of its embedded data, KPI, input and output tensors); `None` for plain sensors.
+    /// An [`crate::Inference`] that knows the encoding turns it into detections.
+    pub sensor_data: Option<Vec<u8>>,
+}
+
+impl Frame {
+    /// A frame of pixels.
+    pub fn new(seq: u64, captured: SystemTime, t: Duration, image: RgbFrame) -> Frame {
+        Frame {
+            seq,
+            captured,
+            t,
+            image: Some(image),
+            sensor_data: None,
+        }
+    }
+
+    /// A frame of on-sensor results, with no pixels.
+    pub fn from_sensor(seq: u64, captured: SystemTime, t: Duration, data: Vec<u8>) -> Frame {
+        Frame {
+            seq,
+            captured,
+            t,
+            image: None,
+            sensor_data: Some(data),
+        }
+    }
+
+    /// Bytes of pixels in this frame (0 when it carries none).
+    pub fn pixel_bytes(&self) -> usize {
+        self.image.as_ref().map_or(0, |i| i.data().len())
+    }
 }
 
 /// Counters a source keeps about what it could not deliver.

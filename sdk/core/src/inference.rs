@@ -6,7 +6,7 @@
 
 use crate::detection::Detection;
 use crate::error::Result;
-use crate::frame::RgbView;
+use crate::frame::{Frame, RgbView};
 
 /// Anything that turns a frame into detections.
 ///
@@ -29,6 +29,24 @@ pub trait Inference: Send {
     /// [`crate::Fault::Environment`] to say who has to act.
     fn infer(&mut self, frame: RgbView<'_>) -> Result<Vec<Detection>>;
 
+    /// The detections in a whole frame: what the pipeline calls. The default runs
+    /// [`Inference::infer`] on the frame's pixels; an inference that reads what the sensor computed
+    /// ([`Frame::sensor_data`]) overrides it, and needs no pixels.
+    ///
+    /// # Errors
+    /// As [`Inference::infer`]; the default refuses a frame without pixels with
+    /// [`crate::Error::Frame`].
+    fn infer_frame(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
+        match &frame.image {
+            Some(image) => self.infer(image.as_view()),
+            None => Err(crate::Error::Frame(format!(
+                "frame {}: {} needs pixels and the source delivered none (it sends only on-sensor results)",
+                frame.seq,
+                self.describe()
+            ))),
+        }
+    }
+
     /// The score at or above which a detection counts (0..1).
     fn score_threshold(&self) -> f32;
 
@@ -47,6 +65,9 @@ pub trait Inference: Send {
 impl<T: Inference + ?Sized> Inference for Box<T> {
     fn infer(&mut self, frame: RgbView<'_>) -> Result<Vec<Detection>> {
         (**self).infer(frame)
+    }
+    fn infer_frame(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
+        (**self).infer_frame(frame)
     }
     fn score_threshold(&self) -> f32 {
         (**self).score_threshold()

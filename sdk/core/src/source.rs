@@ -14,6 +14,10 @@ pub trait Source: Send {
     fn recycle(&mut self, image: RgbFrame) {
         drop(image);
     }
+    /// Someone wants to see the scene (a snapshot, the setup page): deliver pixels with the next
+    /// frame. Sources that always deliver pixels ignore it (the default); a sensor that runs the
+    /// network on the chip reads no pixels until asked, then a low-resolution frame once.
+    fn request_pixels(&mut self) {}
     /// Live sources (cameras, RTSP) drop frames when inference falls behind; file sources are paced.
     fn is_live(&self) -> bool;
     /// Number of frames, when known (for progress).

@@ -100,12 +100,8 @@ mod tests {
     use crate::source::{Frame, Source, SyntheticSource};
 
     fn frame(seq: u64) -> Frame {
-        Frame {
-            seq,
-            captured: SystemTime::now(),
-            t: Duration::ZERO,
-            image: crate::RgbFrame::new(1, 1, vec![0; 3]).expect("1x1 frame"),
-        }
+        let image = crate::RgbFrame::new(1, 1, vec![0; 3]).expect("1x1 frame");
+        Frame::new(seq, SystemTime::now(), Duration::ZERO, image)
     }
 
     fn queued<T>(p: Pushed<T>) -> Option<Option<T>> {

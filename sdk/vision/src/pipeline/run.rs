@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant, SystemTime};
 
-use ocellus_core::{EventSink, Inference, RgbFrame};
+use ocellus_core::{EventSink, Frame, Inference, RgbFrame};
 
 use super::queue::{FrameQueue, Pushed};
 use super::{FRAME_QUEUE, IN_HAND, LiveControl, LiveCounters, Pipeline, Progress, RESULT_QUEUE};
@@ -36,8 +36,10 @@ enum Work {
         tensor: InputTensor,
         transform: Result<Transform>,
     },
-    /// The frame itself, for an [`Inference`] of the caller's.
-    Frame(RgbFrame),
+    /// The frame itself (pixels, on-sensor results or both), for an [`Inference`] of the caller's.
+    Frame(Frame),
+    /// A frame the detector cannot run on: the source delivered no pixels.
+    NoPixels,
 }
 
 /// A frame read by the capture stage, waiting for inference.
@@ -202,6 +204,10 @@ impl Capture<'_, '_> {
         let mut error = None;
         let mut spare: Vec<InputTensor> = Vec::new();
         while read < self.max_frames && !self.stop.load(Ordering::Relaxed) {
+            if self.control.want_frame.load(Ordering::Relaxed) {
+                // a sensor that sends only its results until asked puts pixels in the next frame
+                self.source.request_pixels();
+            }
             let frame = match self.source.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -225,28 +231,39 @@ impl Capture<'_, '_> {
                 captured: frame.captured,
                 t: frame.t,
                 read_at: Instant::now(),
-                bytes: frame.image.data().len() as u64,
+                bytes: frame.pixel_bytes() as u64,
             };
-            let item = match self.pre.as_deref_mut() {
-                Some(pre) => {
-                    let transform = pre.run(frame.image.as_view());
+            let item = match (self.pre.as_deref_mut(), frame.image) {
+                (Some(pre), Some(image)) => {
+                    let transform = pre.run(image.as_view());
                     spare.extend(self.tensors_returned.try_iter());
                     let mut tensor = spare.pop().unwrap_or_else(|| pre.new_tensor());
                     pre.swap_tensor(&mut tensor);
                     let image = if self.control.want_frame.swap(false, Ordering::Relaxed) {
-                        Some(frame.image)
+                        Some(image)
                     } else {
-                        self.source.recycle(frame.image);
+                        self.source.recycle(image);
                         None
                     };
                     let work = Work::Tensor { tensor, transform };
                     Prepared { meta, work, image }
                 }
-                None => Prepared {
+                (Some(_), None) => Prepared {
                     meta,
-                    work: Work::Frame(frame.image),
+                    work: Work::NoPixels,
                     image: None,
                 },
+                (None, image) => {
+                    if image.is_some() {
+                        self.control.want_frame.store(false, Ordering::Relaxed);
+                    }
+                    let frame = Frame { image, ..frame };
+                    Prepared {
+                        meta,
+                        work: Work::Frame(frame),
+                        image: None,
+                    }
+                }
             };
             match queue.push(item) {
                 Pushed::Queued(None) => {}
@@ -262,7 +279,12 @@ impl Capture<'_, '_> {
     fn recycle(&mut self, old: Prepared, spare: &mut Vec<InputTensor>) {
         match old.work {
             Work::Tensor { tensor, .. } => spare.push(tensor),
-            Work::Frame(image) => self.source.recycle(image),
+            Work::Frame(frame) => {
+                if let Some(image) = frame.image {
+                    self.source.recycle(image);
+                }
+            }
+            Work::NoPixels => {}
         }
         if let Some(image) = old.image {
             self.source.recycle(image);
@@ -295,12 +317,19 @@ fn infer_loop(
             }
             (Work::Frame(frame), Infer::Custom(inference)) => {
                 let outputs = inference
-                    .infer(frame.as_view())
+                    .infer_frame(&frame)
                     .map(Outputs::Detections)
                     .map_err(Error::from);
-                // the frame is kept only when a snapshot asked for it
-                (outputs, Some(frame))
+                // the pixels go on for a snapshot, then back to the source
+                (outputs, frame.image)
             }
+            (Work::NoPixels, _) => (
+                Err(Error::Frame(format!(
+                    "frame {}: the source delivered no pixels, and the detector runs on pixels",
+                    meta.seq
+                ))),
+                image,
+            ),
             // the capture stage prepares what this stage runs: tensors for the engine, frames
             // for the caller's inference; the two are never mixed
             _ => continue,

@@ -71,6 +71,9 @@ pub enum SourceConfig {
         /// The frame rate to ask for (`None`: the device's current rate).
         fps: Option<f64>,
     },
+    /// A sensor that runs the network itself, Sony's IMX500 (`kind = "imx500"`): the host reads
+    /// its output tensors, not pixels, and runs no model.
+    Imx500(crate::imx500::Imx500Settings),
     /// Generated frames with moving boxes, for tests and demos (`kind = "synthetic"`).
     Synthetic {
         /// Frame width in pixels, 16..=4096 (default 640).
@@ -89,8 +92,8 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
-    /// The `kind` as written in the file: `"video"`, `"images"`, `"synthetic"`, `"sensor"` or
-    /// `"v4l2"`.
+    /// The `kind` as written in the file: `"video"`, `"images"`, `"synthetic"`, `"sensor"`,
+    /// `"v4l2"` or `"imx500"`.
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Video { .. } => "video",
@@ -98,6 +101,7 @@ impl SourceConfig {
             SourceConfig::Synthetic { .. } => "synthetic",
             SourceConfig::Sensor { .. } => "sensor",
             SourceConfig::V4l2 { .. } => "v4l2",
+            SourceConfig::Imx500(_) => "imx500",
         }
     }
 
@@ -110,6 +114,7 @@ impl SourceConfig {
             | SourceConfig::Synthetic { fps, .. }
             | SourceConfig::V4l2 { fps, .. } => *fps,
             SourceConfig::Sensor { fps, .. } => Some(*fps),
+            SourceConfig::Imx500(s) => s.fps,
         }
     }
 }

@@ -523,12 +523,7 @@ impl FfmpegSource {
                         sleep_until(self.started, secs(self.seq as f64 / fps));
                     }
                     let image = RgbFrame::new(self.info.width, self.info.height, data)?;
-                    let frame = Frame {
-                        seq: self.seq,
-                        captured: SystemTime::now(),
-                        t,
-                        image,
-                    };
+                    let frame = Frame::new(self.seq, SystemTime::now(), t, image);
                     self.seq += 1;
                     self.in_run += 1;
                     self.backoff = Duration::from_millis(500);
@@ -783,12 +778,7 @@ impl ImageSource {
                     if self.pace.is_some() {
                         sleep_until(self.started, t);
                     }
-                    let frame = Frame {
-                        seq: self.seq,
-                        captured: SystemTime::now(),
-                        t,
-                        image,
-                    };
+                    let frame = Frame::new(self.seq, SystemTime::now(), t, image);
                     self.seq += 1;
                     return Ok(Some(frame));
                 }
@@ -957,12 +947,12 @@ impl SyntheticSource {
         if self.pace {
             sleep_until(self.started, t);
         }
-        let frame = Frame {
-            seq: self.seq,
-            captured: SystemTime::now(),
+        let frame = Frame::new(
+            self.seq,
+            SystemTime::now(),
             t,
-            image: RgbFrame::new(self.width, self.height, data)?,
-        };
+            RgbFrame::new(self.width, self.height, data)?,
+        );
         self.seq += 1;
         Ok(Some(frame))
     }
@@ -1033,7 +1023,11 @@ mod tests {
                 // the centre pixel of every truth box is painted dark, not background grey
                 let cx = ((d.bbox[0] + d.bbox[2]) / 2.0 * 200.0) as usize;
                 let cy = ((d.bbox[1] + d.bbox[3]) / 2.0 * 100.0) as usize;
-                assert_ne!(f.image.data()[(cy * 200 + cx) * 3], 128, "frame {n}");
+                assert_ne!(
+                    f.image.as_ref().unwrap().data()[(cy * 200 + cx) * 3],
+                    128,
+                    "frame {n}"
+                );
                 assert!(d.bbox.iter().all(|v| (0.0..=1.0).contains(v)));
             }
             n += 1;

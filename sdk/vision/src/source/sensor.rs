@@ -556,7 +556,8 @@ impl SensorSource {
             Pixels::Camera(cam) => {
                 let f = cam.next_frame()?;
                 self.stats = cam.stats();
-                Ok(f.map(|f| (f.image, f.t)))
+                // a V4L2 camera always delivers pixels
+                Ok(f.and_then(|f| f.image.map(|image| (image, f.t))))
             }
         }
     }
@@ -576,12 +577,7 @@ impl SensorSource {
                 tracing::debug!("auto-exposure: mean {mean:.0} → {lines} lines, gain code {code}");
             }
         }
-        let frame = Frame {
-            seq: self.seq,
-            captured: SystemTime::now(),
-            t,
-            image,
-        };
+        let frame = Frame::new(self.seq, SystemTime::now(), t, image);
         self.seq += 1;
         Ok(Some(frame))
     }
@@ -623,13 +619,23 @@ mod tests {
         assert!(s.is_live());
         for n in 0..3 {
             let f = s.next_frame().unwrap().unwrap();
-            assert_eq!((f.seq, f.image.width(), f.image.height()), (n, 640, 480));
+            assert_eq!(
+                (
+                    f.seq,
+                    f.image.as_ref().unwrap().width(),
+                    f.image.as_ref().unwrap().height()
+                ),
+                (n, 640, 480)
+            );
             // the first bar is white, the last black (centre pixels of the bars)
             assert_eq!(
-                &f.image.data()[(240 * 640 + 40) * 3..][..3],
+                &f.image.as_ref().unwrap().data()[(240 * 640 + 40) * 3..][..3],
                 &[255, 255, 255]
             );
-            assert_eq!(&f.image.data()[(240 * 640 + 600) * 3..][..3], &[0, 0, 0]);
+            assert_eq!(
+                &f.image.as_ref().unwrap().data()[(240 * 640 + 600) * 3..][..3],
+                &[0, 0, 0]
+            );
         }
         assert_eq!(s.violation_count(), 0);
     }
@@ -657,9 +663,9 @@ mod tests {
     fn exposure_written_over_the_bus_changes_the_brightness() {
         let mut s = SensorSource::open(&settings(TestPattern::None)).unwrap();
         s.control().set_exposure_lines(100).unwrap();
-        let dim = mean_brightness(&s.next_frame().unwrap().unwrap().image);
+        let dim = mean_brightness(s.next_frame().unwrap().unwrap().image.as_ref().unwrap());
         s.control().set_exposure_lines(200).unwrap();
-        let bright = mean_brightness(&s.next_frame().unwrap().unwrap().image);
+        let bright = mean_brightness(s.next_frame().unwrap().unwrap().image.as_ref().unwrap());
         let ratio = bright / dim;
         assert!((1.85..=2.15).contains(&ratio), "{dim} → {bright}");
     }
@@ -673,10 +679,10 @@ mod tests {
             })
             .unwrap();
             s.control().set_exposure_lines(start_lines).unwrap();
-            let first = mean_brightness(&s.next_frame().unwrap().unwrap().image);
+            let first = mean_brightness(s.next_frame().unwrap().unwrap().image.as_ref().unwrap());
             let mut last = first;
             for _ in 0..40 {
-                last = mean_brightness(&s.next_frame().unwrap().unwrap().image);
+                last = mean_brightness(s.next_frame().unwrap().unwrap().image.as_ref().unwrap());
             }
             let target = f64::from(AutoExposure::default().target);
             assert!(

@@ -383,12 +383,8 @@ impl V4l2Source {
             match converted {
                 Ok(image) => {
                     self.bad = 0;
-                    let frame = Frame {
-                        seq: self.seq,
-                        captured: SystemTime::now(),
-                        t: self.started.elapsed(),
-                        image,
-                    };
+                    let frame =
+                        Frame::new(self.seq, SystemTime::now(), self.started.elapsed(), image);
                     self.seq += 1;
                     return Ok(Some(frame));
                 }
@@ -698,7 +694,7 @@ mod tests {
     }
 
     fn value(f: &Frame) -> u8 {
-        let d = f.image.data();
+        let d = f.image.as_ref().unwrap().data();
         assert!(d.iter().all(|&b| b == d[0]), "uniform frame");
         d[0]
     }
@@ -710,7 +706,13 @@ mod tests {
         let a = s.next_frame().unwrap().unwrap();
         let b = s.next_frame().unwrap().unwrap();
         assert_eq!((a.seq, value(&a), b.seq, value(&b)), (0, 10, 1, 20));
-        assert_eq!((a.image.width(), a.image.height()), (W, H));
+        assert_eq!(
+            (
+                a.image.as_ref().unwrap().width(),
+                a.image.as_ref().unwrap().height()
+            ),
+            (W, H)
+        );
         assert!(b.t >= a.t);
         assert!(s.is_live());
         assert_eq!(s.stats(), SourceStats::default());
