@@ -3,11 +3,13 @@
 mod args;
 mod bench;
 mod bench_delivery;
+mod bench_imx500;
 mod broker;
 mod detect;
 mod model_cmd;
 mod procinfo;
 mod run;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,6 +87,10 @@ enum Command {
     /// its manifest), or record references for a new card (see docs/model-card.md).
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
+    /// Simulated sensors: `ocellus sim imx500 --out CAPTURE` records what a simulated IMX500
+    /// sends (its tensors, not pixels) for `source.kind = "imx500"` to replay.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
     /// Validate a config file: errors name the key and the line.
     CheckConfig {
         /// The config file.
@@ -130,6 +136,10 @@ enum Command {
         /// Do not measure start-up and peak memory in a child `ocellus run`.
         #[arg(long)]
         no_child: bool,
+        /// Measure the on-sensor (IMX500) path against host inference instead: host CPU per
+        /// frame, pixel bytes read and events of each, on the same clip with the demo's rules.
+        #[arg(long)]
+        imx500: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -165,10 +175,18 @@ fn main() -> ExitCode {
         Command::Bench {
             frames,
             video,
+            imx500: true,
+            format,
+            ..
+        } => bench_imx500::run(cli.onnxruntime, frames, video, format),
+        Command::Bench {
+            frames,
+            video,
             model,
             baseline,
             no_child,
             format,
+            ..
         } => bench::run(
             cli.onnxruntime,
             &model,
@@ -208,6 +226,7 @@ fn main() -> ExitCode {
         } => bench_delivery::run(events, broker, fsync_ms, format),
         Command::CheckConfig { config } => run::check_config(&config),
         Command::Model(cmd) => model_cmd::run(cli.onnxruntime, &cmd),
+        Command::Sim(cmd) => sim::run(cli.onnxruntime, cmd),
         Command::Devices { format } => devices(format),
     };
     match result {

@@ -27,6 +27,7 @@ use crate::config::{Config, RulesSection};
 use crate::error::Result;
 use crate::event::Event;
 use crate::health::Reporter;
+use crate::imx500::Imx500Inference;
 use crate::infer::{Detector, DetectorOptions};
 use crate::pipeline::{self, LiveCounters, Pipeline, Progress, Summary};
 use crate::publish::{MqttSettings, PublishSummary, Publisher};
@@ -185,6 +186,13 @@ impl Deployment {
                     fps: *fps,
                 },
             )?),
+            SourceConfig::Imx500(settings) => {
+                Box::new(crate::imx500::Imx500Source::open(settings, || {
+                    // the simulated sensor's network: the card's model, standing in for the chip
+                    let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
+                    Detector::new(runtime, &self.card, &self.detector)
+                })?)
+            }
             SourceConfig::Synthetic {
                 width,
                 height,
@@ -255,13 +263,40 @@ impl Deployment {
         let (inbox_tx, inbox) = std::sync::mpsc::sync_channel(INBOX);
         let publisher = Publisher::start_with_inbox(self.mqtt.clone(), cloud.then_some(inbox_tx))?;
         let t_runtime = Instant::now();
-        let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
-        let runtime_load = t_runtime.elapsed();
-        let t_model = Instant::now();
-        // the builder lowers the detector's threshold to the tracker's (see tracking_thresholds)
-        let detector = Detector::new(runtime, &self.card, &self.detector)?;
-        let model_load = t_model.elapsed();
-        let model_path = detector.model_path().to_path_buf();
+        let (stage, runtime_load, model_load, model_path) = match &self.source {
+            // the network runs on the sensor: no ONNX Runtime, no model on the host
+            SourceConfig::Imx500(settings) => {
+                let stride = match &settings.feed {
+                    crate::imx500::TensorFeed::Capture(p) => {
+                        crate::imx500::capture::CaptureReader::open(p)?.stride()
+                    }
+                    _ => settings.stride,
+                };
+                let on_chip = Imx500Inference::new(&self.card, &self.detector, stride)?;
+                let took = t_runtime.elapsed();
+                (
+                    Staged::OnSensor(Box::new(on_chip)),
+                    Duration::ZERO,
+                    took,
+                    self.card.path.clone(),
+                )
+            }
+            _ => {
+                let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
+                let runtime_load = t_runtime.elapsed();
+                let t_model = Instant::now();
+                // the builder lowers the detector's threshold to the tracker's (see
+                // tracking_thresholds)
+                let detector = Detector::new(runtime, &self.card, &self.detector)?;
+                let model_path = detector.model_path().to_path_buf();
+                (
+                    Staged::Host(Box::new(detector)),
+                    runtime_load,
+                    t_model.elapsed(),
+                    model_path,
+                )
+            }
+        };
         let rules = Rules::new(
             self.rules.lines.clone(),
             self.rules.zones.clone(),
@@ -290,9 +325,12 @@ impl Deployment {
             settings: settings.clone(),
             on_event: &mut on_event,
         };
-        let pipeline = Pipeline::builder()
-            .boxed_source(source)
-            .detector(detector)
+        let builder = Pipeline::builder().boxed_source(source);
+        let builder = match stage {
+            Staged::Host(detector) => builder.detector(*detector),
+            Staged::OnSensor(on_chip) => builder.inference(*on_chip),
+        };
+        let pipeline = builder
             .tracker(self.tracker.clone())
             .rules(rules)
             .device(&self.device)
@@ -344,6 +382,12 @@ impl Deployment {
             model_path,
         })
     }
+}
+
+/// What runs the network: the host (ONNX Runtime) or the sensor itself.
+enum Staged {
+    Host(Box<Detector>),
+    OnSensor(Box<Imx500Inference>),
 }
 
 /// Publish the retained health message every interval (the hub may change it) until `done`.

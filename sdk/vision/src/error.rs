@@ -155,6 +155,10 @@ pub enum Error {
     #[error("invalid frame: {0}")]
     Frame(String),
 
+    /// A frame's on-sensor results (an IMX500's DNN lines) are malformed; the frame is skipped.
+    #[error("on-sensor tensor data: {0}")]
+    SensorData(#[from] crate::imx500::TensorError),
+
     /// The deployment config is invalid. `line` is 1-based when known.
     #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Config {
@@ -245,6 +249,7 @@ impl Error {
             | Error::CardInvalid { .. }
             | Error::Image { .. }
             | Error::Frame(_)
+            | Error::SensorData(_)
             | Error::InvalidOption { .. }
             | Error::Config { .. }
             | Error::Io { .. } => Fault::Input,

@@ -38,6 +38,7 @@ pub mod conformance;
 pub mod deploy;
 pub mod error;
 pub mod health;
+pub mod imx500;
 pub mod infer;
 pub mod manifest;
 pub mod paths;

@@ -15,7 +15,8 @@ use crate::source::convert::PixelFormat;
 use crate::source::{DEFAULT_SENSOR_ADDRESS, SensorBus, SourceConfig, SpriteConfig, VideoInput};
 
 /// What `source.kind` may be.
-const SOURCE_KINDS: &str = "use \"video\", \"images\", \"synthetic\", \"sensor\" or \"v4l2\"";
+const SOURCE_KINDS: &str =
+    "use \"video\", \"images\", \"synthetic\", \"sensor\", \"v4l2\" or \"imx500\"";
 
 /// `[source]` as written: the keys of every kind (which keys a kind takes is checked by
 /// [`misplaced_source_key`], so a misplaced key is named with the kinds it belongs to).
@@ -43,6 +44,9 @@ pub(super) struct RawSource {
     device: Option<Spanned<String>>,
     format: Option<Spanned<String>>,
     sprite: Option<Spanned<RawSprite>>,
+    capture: Option<Spanned<String>>,
+    footage: Option<Spanned<String>>,
+    stride: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +80,8 @@ fn misplaced_source_key(
     const SYNTHETIC: &[&str] = &["synthetic"];
     const SENSOR: &[&str] = &["sensor"];
     const V4L2: &[&str] = &["v4l2"];
+    const DEVICE: &[&str] = &["v4l2", "imx500"];
+    const IMX500: &[&str] = &["imx500"];
     fn at<T>(v: &Option<Spanned<T>>) -> Option<Range<usize>> {
         v.as_ref().map(Spanned::span)
     }
@@ -95,9 +101,12 @@ fn misplaced_source_key(
         ("analog_gain_db", at(&raw.analog_gain_db), SENSOR),
         ("auto_exposure", at(&raw.auto_exposure), SENSOR),
         ("test_pattern", at(&raw.test_pattern), SENSOR),
-        ("device", at(&raw.device), V4L2),
+        ("device", at(&raw.device), DEVICE),
         ("format", at(&raw.format), V4L2),
         ("sprite", at(&raw.sprite), SENSOR),
+        ("capture", at(&raw.capture), IMX500),
+        ("footage", at(&raw.footage), IMX500),
+        ("stride", at(&raw.stride), IMX500),
     ];
     keys.into_iter()
         .filter(|(_, _, kinds)| !kinds.contains(&kind))
@@ -110,7 +119,10 @@ pub(super) fn parse(cx: &Cx<'_>, raw: &Spanned<RawSource>, dir: &Path) -> Result
     let span = raw.span();
     let raw = raw.get_ref();
     let kind = raw.kind.get_ref().as_str();
-    if !matches!(kind, "video" | "images" | "synthetic" | "sensor" | "v4l2") {
+    if !matches!(
+        kind,
+        "video" | "images" | "synthetic" | "sensor" | "v4l2" | "imx500"
+    ) {
         return Err(cx.at(
             &raw.kind,
             "source.kind",
@@ -132,6 +144,7 @@ pub(super) fn parse(cx: &Cx<'_>, raw: &Spanned<RawSource>, dir: &Path) -> Result
         "sensor" => sensor_source(cx, raw, fps, dir),
         "v4l2" => v4l2_source(cx, raw, span, fps, dir),
         "synthetic" => synthetic_source(cx, raw, fps),
+        "imx500" => imx500_source(cx, raw, span, fps, dir),
         _ => file_source(cx, raw, kind, span, fps, dir),
     }
 }
@@ -548,6 +561,51 @@ fn v4l2_source(
         size,
         fps,
     })
+}
+
+/// `kind = "imx500"`: a sensor that runs the network itself; its DNN lines from a capture, the
+/// simulator (footage through the `[model]` card's network) or the board's embedded-data node.
+fn imx500_source(
+    cx: &Cx<'_>,
+    raw: &RawSource,
+    section: Range<usize>,
+    fps: Option<f64>,
+    dir: &Path,
+) -> Result<SourceConfig> {
+    use crate::imx500::{Imx500Settings, STRIDE_2560, TensorFeed};
+    let given: Vec<(&str, &Spanned<String>)> = [
+        ("capture", &raw.capture),
+        ("footage", &raw.footage),
+        ("device", &raw.device),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    let what = "where the sensor's tensors come from: `capture` (a recording from `ocellus sim imx500 --out FILE`), `footage` (the simulated IMX500 on a video file) or `device` (the embedded-data node of an IMX500 on this board, e.g. \"/dev/video1\")";
+    let feed = match given.as_slice() {
+        [] => {
+            return Err(cx.err(
+                Some(section),
+                "source.capture",
+                format!("kind = \"imx500\" needs one of {what}"),
+            ));
+        }
+        [("capture", v)] => TensorFeed::Capture(resolve_path(cx, v, "source.capture", dir)?),
+        [("footage", v)] => TensorFeed::Simulator(resolve_path(cx, v, "source.footage", dir)?),
+        [(_, v)] => TensorFeed::Device(device_path(cx, v, "source.device", dir)?),
+        [_, (second, v), ..] => {
+            return Err(cx.at(
+                v,
+                &format!("source.{second}"),
+                format!("give only one of {what}"),
+            ));
+        }
+    };
+    let stride = match &raw.stride {
+        Some(v) => int_in(cx, v, "source.stride", 64, 65_535)? as usize,
+        None => STRIDE_2560,
+    };
+    Ok(SourceConfig::Imx500(Imx500Settings { feed, stride, fps }))
 }
 
 /// `source.width` and `source.height` of a V4L2 device: both or neither.

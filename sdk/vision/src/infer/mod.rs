@@ -183,6 +183,20 @@ pub struct RawOutputs {
 }
 
 impl RawOutputs {
+    /// Outputs computed elsewhere (a sensor that runs the network on the chip), for a
+    /// [`Decoder`]: one name, shape and value list per output.
+    pub(crate) fn from_parts(
+        names: Vec<String>,
+        shapes: Vec<Vec<i64>>,
+        data: Vec<Vec<f32>>,
+    ) -> Self {
+        RawOutputs {
+            names,
+            shapes,
+            data,
+        }
+    }
+
     /// Every output of the last run, in the order the decoder asked for them.
     pub fn iter(&self) -> impl Iterator<Item = OutputTensor<'_>> {
         self.names
@@ -769,6 +783,11 @@ impl Decoder {
     /// The card.
     pub fn card(&self) -> &ModelCard {
         &self.card
+    }
+
+    /// Report detections down to `threshold` from now on.
+    pub(crate) fn set_threshold(&mut self, threshold: f32) {
+        self.threshold = threshold;
     }
 
     /// The anchors generated for a `tf-ssd-raw` card, centre form `[yc, xc, h, w]` (empty for
