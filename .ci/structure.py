@@ -47,6 +47,7 @@ CRATES = {
         ["manifest"],
         ["preprocess"],
         ["infer"],
+        ["imx500"],
         ["source"],
         ["conformance"],
         ["annotate"],
@@ -60,9 +61,9 @@ CRATES = {
     ]),
     "ocellus_cli": ("sdk/cli/src", [
         ["procinfo", "broker", "args"],
-        ["detect", "model_cmd"],
+        ["detect", "model_cmd", "sim"],
         ["run"],
-        ["bench", "bench_delivery"],
+        ["bench", "bench_delivery", "bench_imx500"],
         ["main"],
     ]),
 }

@@ -187,10 +187,13 @@ impl Deployment {
                 },
             )?),
             SourceConfig::Imx500(settings) => {
-                Box::new(crate::imx500::Imx500Source::open(settings, || {
-                    // the simulated sensor's network: the card's model, standing in for the chip
+                Box::new(crate::imx500::Imx500Source::open(settings, |footage| {
+                    // the simulated sensor: the footage through the card's model, standing in
+                    // for the network on the chip
+                    let video = FfmpegSource::open(&footage.to_string_lossy(), None, false)?;
                     let runtime = Runtime::init(&Locator::from_env(self.onnxruntime.clone()))?;
-                    Detector::new(runtime, &self.card, &self.detector)
+                    let chip = Detector::new(runtime, &self.card, &self.detector)?;
+                    crate::imx500::sim::Imx500Sim::new(Box::new(video), chip, settings.stride)
                 })?)
             }
             SourceConfig::Synthetic {
@@ -231,39 +234,11 @@ impl Deployment {
         })
     }
 
-    /// Load the model, open the source, connect, and run until the source ends, `opts.max_frames`,
-    /// or `stop` is set; then flush the events and publish the `offline` status.
-    /// `on_event(event, accepted)` sees every event after it was offered to the publisher.
-    pub fn run(
-        self,
-        opts: &pipeline::Options,
-        stop: &AtomicBool,
-        on_event: impl FnMut(&Event, bool),
-        on_progress: impl FnMut(&Progress),
-    ) -> Result<Report> {
-        self.run_with_source(|d| d.open_source(), opts, stop, on_event, on_progress)
-    }
-
-    /// [`Deployment::run`] with a source of the caller's making: a simulated sensor with a
-    /// scripted scene, a vendor camera API, a test double. `open` is called once the model is
-    /// loaded (right before the first frame is wanted), so a live source does not deliver a backlog
-    /// of frames captured during start-up. The configured `source` is ignored.
-    pub fn run_with_source(
-        self,
-        open: impl FnOnce(&Deployment) -> Result<Box<dyn Source>>,
-        opts: &pipeline::Options,
-        stop: &AtomicBool,
-        mut on_event: impl FnMut(&Event, bool),
-        on_progress: impl FnMut(&Progress),
-    ) -> Result<Report> {
-        let t0 = Instant::now();
-        // the queue and the TLS files first: a bad queue directory or key file fails at once, and
-        // the connection is made while the model loads
-        let cloud = !matches!(self.mqtt.profile, crate::cloud::Profile::Generic);
-        let (inbox_tx, inbox) = std::sync::mpsc::sync_channel(INBOX);
-        let publisher = Publisher::start_with_inbox(self.mqtt.clone(), cloud.then_some(inbox_tx))?;
+    /// What runs the network, and the start-up it took: (stage, ONNX Runtime load, model load,
+    /// model file). On an IMX500 the sensor runs it: no ONNX Runtime, no model on the host.
+    fn stage(&self) -> Result<(Staged, Duration, Duration, PathBuf)> {
         let t_runtime = Instant::now();
-        let (stage, runtime_load, model_load, model_path) = match &self.source {
+        Ok(match &self.source {
             // the network runs on the sensor: no ONNX Runtime, no model on the host
             SourceConfig::Imx500(settings) => {
                 let stride = match &settings.feed {
@@ -296,7 +271,41 @@ impl Deployment {
                     model_path,
                 )
             }
-        };
+        })
+    }
+
+    /// Load the model, open the source, connect, and run until the source ends, `opts.max_frames`,
+    /// or `stop` is set; then flush the events and publish the `offline` status.
+    /// `on_event(event, accepted)` sees every event after it was offered to the publisher.
+    pub fn run(
+        self,
+        opts: &pipeline::Options,
+        stop: &AtomicBool,
+        on_event: impl FnMut(&Event, bool),
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<Report> {
+        self.run_with_source(|d| d.open_source(), opts, stop, on_event, on_progress)
+    }
+
+    /// [`Deployment::run`] with a source of the caller's making: a simulated sensor with a
+    /// scripted scene, a vendor camera API, a test double. `open` is called once the model is
+    /// loaded (right before the first frame is wanted), so a live source does not deliver a backlog
+    /// of frames captured during start-up. The configured `source` is ignored.
+    pub fn run_with_source(
+        self,
+        open: impl FnOnce(&Deployment) -> Result<Box<dyn Source>>,
+        opts: &pipeline::Options,
+        stop: &AtomicBool,
+        mut on_event: impl FnMut(&Event, bool),
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<Report> {
+        let t0 = Instant::now();
+        // the queue and the TLS files first: a bad queue directory or key file fails at once, and
+        // the connection is made while the model loads
+        let cloud = !matches!(self.mqtt.profile, crate::cloud::Profile::Generic);
+        let (inbox_tx, inbox) = std::sync::mpsc::sync_channel(INBOX);
+        let publisher = Publisher::start_with_inbox(self.mqtt.clone(), cloud.then_some(inbox_tx))?;
+        let (stage, runtime_load, model_load, model_path) = self.stage()?;
         let rules = Rules::new(
             self.rules.lines.clone(),
             self.rules.zones.clone(),

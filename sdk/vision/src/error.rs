@@ -156,8 +156,9 @@ pub enum Error {
     Frame(String),
 
     /// A frame's on-sensor results (an IMX500's DNN lines) are malformed; the frame is skipped.
+    /// (The parser itself, `ocellus::imx500::format`, reports a typed `TensorError`.)
     #[error("on-sensor tensor data: {0}")]
-    SensorData(#[from] crate::imx500::TensorError),
+    SensorData(String),
 
     /// The deployment config is invalid. `line` is 1-based when known.
     #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]

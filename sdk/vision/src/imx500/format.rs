@@ -103,6 +103,12 @@ pub enum TensorError {
 /// Shorthand.
 pub type Result<T> = std::result::Result<T, TensorError>;
 
+impl From<TensorError> for crate::error::Error {
+    fn from(e: TensorError) -> Self {
+        crate::error::Error::SensorData(e.to_string())
+    }
+}
+
 /// What a DNN header says a tensor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TensorType {
@@ -653,9 +659,9 @@ pub struct InputImage {
 impl InputImage {
     /// Packed RGB (grey is repeated; a fourth channel is dropped).
     pub fn to_rgb(&self) -> Vec<u8> {
-        let plane = (self.width * self.height) as usize;
+        let plane = self.width as usize * self.height as usize;
         let ch = |c: u32, i: usize| {
-            let c = c.min(self.channels - 1) as usize;
+            let c = c.min(self.channels.saturating_sub(1)) as usize;
             self.planes.get(c * plane + i).copied().unwrap_or(0)
         };
         (0..plane)

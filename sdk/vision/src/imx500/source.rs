@@ -90,24 +90,19 @@ impl Imx500Source {
         ))
     }
 
-    /// Open what `settings` name; `chip` loads the network the simulated sensor runs (called
-    /// only for [`TensorFeed::Simulator`]).
+    /// Open what `settings` name; `simulate` makes the simulated sensor for a footage file
+    /// (called only for [`TensorFeed::Simulator`]).
     ///
     /// # Errors
-    /// As [`Imx500Source::replay`], the footage's and the model's errors, and [`Error::Device`]
-    /// for a device node that cannot stream the sensor's embedded data.
+    /// As [`Imx500Source::replay`], the simulator's errors, and [`Error::Device`] for a device
+    /// node that cannot stream the sensor's embedded data.
     pub fn open(
         settings: &Imx500Settings,
-        chip: impl FnOnce() -> Result<crate::infer::Detector>,
+        simulate: impl FnOnce(&Path) -> Result<Imx500Sim>,
     ) -> Result<Self> {
         match &settings.feed {
             TensorFeed::Capture(path) => Self::replay(path, settings.fps),
-            TensorFeed::Simulator(footage) => {
-                let video =
-                    crate::source::FfmpegSource::open(&footage.to_string_lossy(), None, false)?;
-                let sim = Imx500Sim::new(Box::new(video), chip()?, settings.stride)?;
-                Ok(Self::simulated(sim, settings.fps))
-            }
+            TensorFeed::Simulator(footage) => Ok(Self::simulated(simulate(footage)?, settings.fps)),
             TensorFeed::Device(node) => Self::device(node, settings.stride),
         }
     }
