@@ -172,12 +172,71 @@ fn main() {
         .with_ignored_flag(hw.video.is_none()),
     );
 
+    // an IMX500 (Raspberry Pi AI Camera): its embedded-data node, streaming with a network loaded
+    let imx500 = std::env::var_os("OCELLUS_IMX500_NODE")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from);
+    let node = imx500.clone();
+    trials.push(
+        Trial::test("hw::imx500_embedded_tensors", move || {
+            let Some(node) = &node else {
+                return Err("needs OCELLUS_IMX500_NODE".into());
+            };
+            imx500_embedded_tensors(node)
+        })
+        .with_ignored_flag(imx500.is_none()),
+    );
+    if imx500.is_none() {
+        eprintln!(
+            "hil: hw::imx500_embedded_tensors is ignored: set OCELLUS_IMX500_NODE=/dev/videoN (the IMX500's embedded-data node, `media-ctl -p`) to run it"
+        );
+    }
+
     if board.is_none() || hw.video.is_none() {
         eprintln!(
             "hil: hardware tests are ignored: set OCELLUS_HIL_I2C=/dev/i2c-N and OCELLUS_HIL_VIDEO=/dev/videoN to run them (hil-tests/README.md)"
         );
     }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Ten frames from the IMX500's embedded-data node parse and carry an output tensor. Frames the
+/// sensor marks not valid (the network is slower than the frame rate) are tolerated, within 100.
+fn imx500_embedded_tensors(node: &Path) -> Result<(), Failed> {
+    use ocellus::imx500::{Imx500Source, STRIDE_2560, TensorError, format::parse_frame};
+    let mut s = Imx500Source::device(node, STRIDE_2560)?;
+    let (mut good, mut not_valid, mut first_error) = (0u32, 0u32, None::<String>);
+    for _ in 0..100 {
+        if good == 10 {
+            break;
+        }
+        let f = s.next_frame()?.ok_or("the node ended")?;
+        let data = f
+            .sensor_data
+            .as_deref()
+            .ok_or("a frame without sensor data")?;
+        match parse_frame(data, STRIDE_2560, false) {
+            Ok(d) if !d.outputs.tensors.is_empty() => good += 1,
+            Ok(_) => {
+                first_error.get_or_insert_with(|| "a frame with no output tensors".into());
+            }
+            Err(TensorError::NotValid(_)) => not_valid += 1,
+            Err(e) => {
+                first_error.get_or_insert_with(|| format!("{e} ({} bytes)", data.len()));
+            }
+        }
+    }
+    eprintln!(
+        "{}: {good} frames with output tensors, {not_valid} marked not valid; {:?}",
+        s.describe(),
+        s.stats()
+    );
+    check(
+        good == 10,
+        format!(
+            "{good} of 10 frames parsed with an output tensor in 100 ({not_valid} marked not valid; first error: {first_error:?})"
+        ),
+    )
 }
 
 fn check(ok: bool, what: impl Into<String>) -> Result<(), Failed> {

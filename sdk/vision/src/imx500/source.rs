@@ -204,7 +204,9 @@ impl Source for Imx500Source {
                 (rec.t, rec.data, image)
             }
             Feed::Device(node) => {
-                let Some((t, data)) = node.next()? else {
+                let next = node.next();
+                self.stats = node.stats();
+                let Some((t, data)) = next? else {
                     return Ok(None);
                 };
                 let image = if want { self.picture(&data) } else { None };
