@@ -200,6 +200,48 @@ fn pixels_come_only_when_asked_for_as_the_networks_low_resolution_input() {
 }
 
 #[test]
+fn a_snapshot_request_gets_the_low_resolution_input_with_people_hidden_and_nothing_else() {
+    use ocellus::imx500::Imx500Inference;
+    use ocellus::pipeline::{LiveControl, Options, SnapshotRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("snap.imx500");
+    record(&capture, &["--frames", "30", "--input-tensors"]);
+    let card = ocellus::ModelCard::builtin_ssd().unwrap();
+    let opts = ocellus::DetectorOptions {
+        labels: Some(vec!["person".into()]),
+        ..Default::default()
+    };
+    let control = std::sync::Arc::new(LiveControl::default());
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    control.request_snapshot(SnapshotRequest {
+        max_bytes: 64 * 1024,
+        lines: Vec::new(),
+        zones: Vec::new(),
+        reply,
+    });
+    let summary = ocellus::Pipeline::builder()
+        .source(Imx500Source::replay(&capture, None).unwrap())
+        .inference(Imx500Inference::new(&card, &opts, STRIDE_2560).unwrap())
+        .options(Options {
+            control: Some(control),
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
+        .run(&std::sync::atomic::AtomicBool::new(false))
+        .unwrap();
+    let (seq, snap) = answer.try_recv().expect("a snapshot").unwrap();
+    assert_eq!(seq, 0, "the first frame answers");
+    assert_eq!((snap.width, snap.height), (300, 300));
+    assert!(snap.jpeg.starts_with(&[0xff, 0xd8]));
+    // vtest.avi's first frame has people in it: they are hidden
+    assert!(snap.hidden >= 1, "{} regions hidden", snap.hidden);
+    // one low-resolution picture in 30 frames, and no other pixels
+    assert_eq!(summary.frames_processed, 30);
+    assert_eq!(summary.raw_frame_bytes, 300 * 300 * 3);
+}
+
+#[test]
 fn damaged_and_malformed_records_are_skipped_and_counted_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.imx500");
