@@ -179,7 +179,10 @@ fn print_summary(report: &Report, f: &Figures) {
         .map(|t| format!("{} {}", t.as_str(), p.events.get(t).copied().unwrap_or(0)))
         .collect();
     eprintln!("events:   {} ({})", p.event_count(), by_type.join(", "));
-    let ratio = if m.event_bytes > 0 {
+    let ratio = if p.raw_frame_bytes == 0 {
+        // a sensor that infers on the chip: the host read no pixels at all
+        "the host read no pixels".to_owned()
+    } else if m.event_bytes > 0 {
         format!(
             "{:.0}x less",
             p.raw_frame_bytes as f64 / m.event_bytes as f64

@@ -179,6 +179,45 @@ fn a_replayed_capture_reaches_mosquitto_with_the_host_paths_counts_and_no_pixels
 }
 
 #[test]
+fn the_simulated_sensor_runs_live_in_a_deployment_and_the_host_still_reads_no_pixels() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, "imx/#");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        broker.port,
+        "cam-sim",
+        &format!(
+            "kind = \"imx500\"\nfootage = \"{}\"",
+            common::footage("vtest.avi").display()
+        ),
+    );
+    let summary = dir.path().join("sim.summary.json");
+    let o = common::bin()
+        .args(["run", "--quiet", "--frames", "150", "--config"])
+        .arg(&cfg)
+        .arg("--summary")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["frames_processed"].as_u64(), Some(150), "{s}");
+    assert_eq!(s["raw_frame_bytes"].as_u64(), Some(0), "{s}");
+    let n = s["event_count"].as_u64().unwrap();
+    assert!(n > 10, "{s}");
+    assert!(
+        sub.wait_for(Duration::from_secs(10), |l| counts(l, "cam-sim")
+            .values()
+            .sum::<u64>()
+            >= n),
+        "not every event arrived"
+    );
+}
+
+#[test]
 fn pixels_come_only_when_asked_for_as_the_networks_low_resolution_input() {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("short.imx500");

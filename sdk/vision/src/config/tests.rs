@@ -964,6 +964,53 @@ fn sensor_bus_address_and_video_are_checked() {
 }
 
 #[test]
+fn imx500_sources_parse_into_their_feed_with_paths_resolved_and_the_stride() {
+    use crate::imx500::{Imx500Settings, TensorFeed};
+    let c = Config::parse(
+        &with_source("kind = \"imx500\"\ncapture = \"recordings/door.imx500\""),
+        &site(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.source,
+        SourceConfig::Imx500(Imx500Settings {
+            feed: TensorFeed::Capture(repo().join("recordings/door.imx500")),
+            stride: 2560,
+            fps: None,
+        })
+    );
+    assert_eq!(c.source.kind(), "imx500");
+    let c = Config::parse(
+        &with_source("kind = \"imx500\"\nfootage = \"/data/clip.mp4\"\nstride = 4064\nfps = 15"),
+        &site(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.source,
+        SourceConfig::Imx500(Imx500Settings {
+            feed: TensorFeed::Simulator(PathBuf::from("/data/clip.mp4")),
+            stride: 4064,
+            fps: Some(15.0),
+        })
+    );
+    let c = Config::parse(
+        &with_source("kind = \"imx500\"\ndevice = \"/dev/video1\""),
+        &site(),
+    )
+    .unwrap();
+    assert!(matches!(
+        c.source,
+        SourceConfig::Imx500(Imx500Settings { feed: TensorFeed::Device(ref d), .. }) if d == Path::new("/dev/video1")
+    ));
+    // a URL is not a device node
+    assert_fails(
+        &with_source("kind = \"imx500\"\ndevice = \"rtsp://cam/1\""),
+        "device = ",
+        &["`source.device`", "is a URL"],
+    );
+}
+
+#[test]
 fn v4l2_source_parses_into_its_variant() {
     let v4l2 = "kind = \"v4l2\"\ndevice = \"/dev/video0\"\nformat = \"mjpeg\"\nwidth = 1280\nheight = 720\nfps = 30";
     let c = Config::parse(&with_source(v4l2), &site()).unwrap();
@@ -1117,7 +1164,7 @@ fn unknown_kind_lists_every_kind() {
         &[
             "`source.kind`",
             "\"webcam\" is not a source kind",
-            "use \"video\", \"images\", \"synthetic\", \"sensor\" or \"v4l2\"",
+            "use \"video\", \"images\", \"synthetic\", \"sensor\", \"v4l2\" or \"imx500\"",
         ],
     );
 }

@@ -769,7 +769,7 @@ pub fn parse_frame(data: &[u8], stride: usize, want_input: bool) -> Result<DnnFr
     if lines < 2 {
         return Err(TensorError::Truncated {
             what: "a KPI line and a tensor",
-            need: 2 * stride,
+            need: stride.saturating_mul(2),
             have: data.len(),
         });
     }

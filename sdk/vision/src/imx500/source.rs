@@ -234,7 +234,8 @@ impl Source for Imx500Source {
     }
 
     fn is_live(&self) -> bool {
-        false
+        // a sensor on a board runs at its own rate; a capture or the simulator waits for us
+        matches!(self.feed, Feed::Device(_))
     }
 
     fn len_hint(&self) -> Option<u64> {
