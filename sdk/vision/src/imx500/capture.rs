@@ -138,6 +138,12 @@ impl CaptureReader {
             ));
         }
         let stride = u32::from_le_bytes([head[10], head[11], head[12], head[13]]) as usize;
+        if !(64..=65_535).contains(&stride) {
+            return Err(damaged(
+                path,
+                format!("line stride {stride} in its header (64..=65535): the capture is damaged"),
+            ));
+        }
         Ok(CaptureReader {
             path: path.to_path_buf(),
             input,

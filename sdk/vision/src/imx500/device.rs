@@ -124,6 +124,13 @@ pub(super) struct Buffer<'a> {
 /// Why a node call failed. (The same contract as the video source's, kept here because this
 /// module sits below `source` in the layers.)
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    not(all(feature = "v4l", target_os = "linux")),
+    allow(
+        dead_code,
+        reason = "made by the V4L2 layer, which this build leaves out"
+    )
+)]
 pub(super) enum DeviceError {
     /// The node is gone or broken (`ENODEV`, `EIO`, node missing).
     Gone(String),

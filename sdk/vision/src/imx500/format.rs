@@ -354,6 +354,12 @@ fn output_info(t: &Table<'_>) -> Result<OutputTensorInfo> {
     let num = t.u8(usize::from(slot::OUT_NUM_DIMS))?;
     let dims = dims(t, slot::OUT_DIMS)?;
     let name = t.string(usize::from(slot::OUT_NAME), MAX_NAME)?;
+    let scale = t.f32(usize::from(slot::OUT_SCALE))?;
+    if !scale.is_finite() {
+        return Err(TensorError::ApParams(format!(
+            "output tensor {name}: scale {scale} is not a finite number"
+        )));
+    }
     if usize::from(num) != dims.len() {
         return Err(TensorError::ApParams(format!(
             "output tensor {name}: numOfDimensions {num} but {} dimensions",
@@ -366,7 +372,7 @@ fn output_info(t: &Table<'_>) -> Result<OutputTensorInfo> {
         dims,
         bits: t.u8(usize::from(slot::OUT_BITS))?,
         shift: t.u16(usize::from(slot::OUT_SHIFT))?,
-        scale: t.f32(usize::from(slot::OUT_SCALE))?,
+        scale,
         signed: t.u8(usize::from(slot::OUT_FORMAT))? == 0,
     })
 }
@@ -572,9 +578,22 @@ fn decode_tensor(
         });
     }
     let n = info.elements();
+    let per_line = max_line_len / bytes_per;
+    // the last element must be there before anything is allocated or laid out for the tensor
+    if let Some(last) = n.checked_sub(1) {
+        let need = (last / per_line)
+            .saturating_mul(stride)
+            .saturating_add((last % per_line + 1) * bytes_per);
+        if need > lines.len() {
+            return Err(TensorError::Truncated {
+                what: "output tensor data",
+                need,
+                have: lines.len(),
+            });
+        }
+    }
     let order = placement(info, index)?;
     let mut data = vec![0f32; n];
-    let per_line = max_line_len / bytes_per;
     let shift = i64::from(info.shift);
     for i in 0..n {
         let (line, col) = (i / per_line, (i % per_line) * bytes_per);
@@ -694,6 +713,18 @@ pub fn parse_input(data: &[u8], stride: usize) -> Result<InputImage> {
         usize::from(info.height),
         usize::from(info.channels),
     );
+    // the last pixel must be there before the planes are allocated
+    let last = ((c - 1) * info.height_stride + h - 1) * info.width_stride + w - 1;
+    let need = (last / max_line_len)
+        .saturating_mul(stride)
+        .saturating_add(last % max_line_len + 1);
+    if need > b.body.len() {
+        return Err(TensorError::Truncated {
+            what: "input tensor data",
+            need,
+            have: b.body.len(),
+        });
+    }
     let mut planes = Vec::with_capacity(w * h * c);
     for ch in 0..c {
         for y in 0..h {

@@ -1137,6 +1137,48 @@ fn more_elements_than_max_elements_are_refused() {
 }
 
 #[test]
+fn a_large_tensor_without_its_data_is_refused_before_it_is_laid_out() {
+    // a reordered tensor at the element bound with one line of data: refused for the position of
+    // its last element (before 16 MB of values and a 32 MB placement map are made for it)
+    let big = output("big", dims(&[(2048, 1), (2048, 0)]), 8, false, 0, 1.0);
+    assert_eq!(
+        one(64, 64, big, vec![0; 64]),
+        Err(TensorError::Truncated {
+            what: "output tensor data",
+            need: MAX_ELEMENTS,
+            have: 64,
+        })
+    );
+    // 16-bit elements, 3 a line of 32: the last (index 99) is the first of line 33
+    let t = output("t", dims(&[(100, 0)]), 16, false, 0, 1.0);
+    assert!(matches!(
+        one(32, 6, t, vec![0; 6]),
+        Err(TensorError::Truncated { need, .. }) if need == 33 * 32 + 2
+    ));
+    // the largest input picture, one line of data: refused before its planes are allocated
+    let d = ap(vec![network(
+        7,
+        vec![input(1280, 1280, 4, 0, 0)],
+        vec![simple()],
+    )]);
+    let block = tensor_block(
+        64,
+        header(1, 0, 64, d.len() as u16, 7, 0),
+        &d,
+        &[vec![0; 64]],
+    );
+    let last = 1280 * 1280 * 4 - 1;
+    assert_eq!(
+        parse_input(&block, 64),
+        Err(TensorError::Truncated {
+            what: "input tensor data",
+            need: last / 64 * 64 + last % 64 + 1,
+            have: 64,
+        })
+    );
+}
+
+#[test]
 fn truncated_data_lines_are_refused() {
     let t = output("t", dims(&[(100, 0)]), 16, false, 0, 1.0);
     let block = output_block(64, 64, vec![t], &[vec![0; 200]]);
@@ -1475,6 +1517,32 @@ fn a_capture_of_another_version_is_refused() {
     let e = CaptureReader::open(&path).unwrap_err().to_string();
     assert!(e.contains("version 2"), "{e}");
     assert!(e.contains(&path.display().to_string()), "{e}");
+}
+
+#[test]
+fn a_capture_whose_header_gives_an_impossible_stride_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut data, _) = capture(&dir);
+    for stride in [0u32, 12, 63, 65_536, u32::MAX] {
+        put(&mut data, 10, &stride.to_le_bytes());
+        std::fs::write(&path, &data).unwrap();
+        let e = CaptureReader::open(&path).unwrap_err().to_string();
+        assert!(e.contains(&format!("line stride {stride}")), "{e}");
+    }
+}
+
+#[test]
+fn an_output_tensor_with_a_scale_that_is_not_a_number_is_refused() {
+    for scale in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let t = output("nan", dims(&[(4, 0)]), 8, false, 0, scale);
+        let m = is_ap_params(one(64, 64, t, vec![1, 2, 3, 4]));
+        assert!(m.contains("not a finite number"), "{m}");
+    }
+    let t = output("ok", dims(&[(4, 0)]), 8, false, 0, 0.5);
+    assert_eq!(
+        one(64, 64, t, vec![1, 2, 3, 4]).unwrap().tensors[0].data,
+        [0.5, 1.0, 1.5, 2.0]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
