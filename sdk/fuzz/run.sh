@@ -12,7 +12,7 @@
 # Installs what it needs when missing: a nightly toolchain (`--profile minimal`) and cargo-fuzz
 # (from crates.io). Corpora grow in sdk/fuzz/corpus/<target>, crashes land in
 # sdk/fuzz/artifacts/<target>, full logs in sdk/fuzz/logs/<target>.log (all git-ignored).
-# Replay a crash: cargo +nightly fuzz run <target> artifacts/<target>/crash-...
+# Replay a crash (from sdk/fuzz): cargo +nightly fuzz run --fuzz-dir . <target> artifacts/<target>/crash-...
 # Exit status: 0 when no target found anything, 1 otherwise.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ cd "$here"
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
 max_len=${FUZZ_MAX_LEN:-16384}
-all=(config_parse frame_convert model_outputs)
+all=(config_parse frame_convert model_outputs imx500_tensor)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 for t in "${targets[@]}"; do
     case " ${all[*]} " in
@@ -43,9 +43,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 # --- seeds ---------------------------------------------------------------------------------
-# config_parse: the committed seeds and every TOML example of docs/config.md. The other targets
-# start from nothing: their inputs are structured (see the comments at the top of each target),
-# so libFuzzer finds valid frames and tensors quickly without binary seeds in the repository.
+# config_parse: the committed seeds and every TOML example of docs/config.md. imx500_tensor: a few
+# small valid frames (64-byte lines) and a capture, written by the ignored test
+# `imx500::tests::write_fuzz_seeds`; a FlatBuffers descriptor is not found from nothing. The other
+# targets start from nothing: their inputs are structured (see the comments at the top of each
+# target), so libFuzzer finds valid frames and tensors quickly without binary seeds.
 mkdir -p corpus logs artifacts
 for t in "${targets[@]}"; do mkdir -p "corpus/$t" "artifacts/$t"; done
 if [ -d corpus/config_parse ]; then
@@ -56,10 +58,15 @@ if [ -d corpus/config_parse ]; then
         inside     { print > file }
     ' "$repo/docs/config.md"
 fi
+if [ -d corpus/imx500_tensor ]; then
+    cp seeds/imx500_tensor/*.bin corpus/imx500_tensor/
+fi
 
 # --- build ---------------------------------------------------------------------------------
 echo "== building the targets (nightly, address sanitizer, release with debug assertions)"
-cargo +nightly fuzz build
+# --fuzz-dir: cargo-fuzz (0.13) otherwise takes the repository root's workspace for the project
+# and looks for <root>/fuzz.
+cargo +nightly fuzz build --fuzz-dir "$here"
 
 # --- run -----------------------------------------------------------------------------------
 failed=()
@@ -72,7 +79,7 @@ for t in "${targets[@]}"; do
     echo
     echo "== $t: ${seconds}s, ${jobs} job(s), inputs up to ${max_len} bytes"
     set +e
-    cargo +nightly fuzz run "$t" "corpus/$t" -- \
+    cargo +nightly fuzz run --fuzz-dir "$here" "$t" "corpus/$t" -- \
         -max_total_time="$seconds" \
         -max_len="$max_len" \
         -timeout=10 \
