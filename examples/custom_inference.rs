@@ -48,8 +48,9 @@ impl Inference for Playback {
     }
 }
 
-/// Small blank frames at 10 fps: an on-sensor network hands over tensors, not pixels, but the
-/// pipeline still wants a frame per result (its number and times).
+/// Small blank frames at 10 fps, one per recorded result (its number and times). A sensor that
+/// hands over tensors instead of pixels sends `Frame::from_sensor` and its inference overrides
+/// `Inference::infer_frame`: see `examples/on_sensor.rs`.
 struct Ticks {
     next: u64,
     count: u64,

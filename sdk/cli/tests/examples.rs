@@ -271,3 +271,38 @@ fn custom_inference_through_the_pipeline_gives_the_golden_events() {
         .collect();
     assert_eq!(directions, golden_dirs);
 }
+
+#[test]
+fn on_sensor_counts_crossings_from_a_recorded_imx500_without_pixels_or_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("vtest.imx500");
+    let rec = common::bin()
+        .args(["sim", "imx500", "--frames", "300", "--out"])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    ok(&rec, "ocellus sim imx500");
+    let out = example("on_sensor").arg(&capture).output().unwrap();
+    let evs = events(&ok(&out, "on_sensor"));
+    let crossings = evs
+        .iter()
+        .filter(|e| e["type"] == "line_crossed" && e["rule"] == "walkway")
+        .count();
+    // the first 300 frames of vtest.avi: people cross the walkway line both ways
+    assert!(
+        crossings >= 5,
+        "{crossings} crossings in {} events",
+        evs.len()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("300 frames")
+            && stderr.contains("0 failed")
+            && stderr.contains(" 0 bytes of pixels"),
+        "{stderr}"
+    );
+    // without a capture it says how to make one
+    let usage = example("on_sensor").output().unwrap();
+    assert!(!usage.status.success());
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("ocellus sim imx500"));
+}
