@@ -49,7 +49,7 @@ CRATES = {
         ["infer"],
         ["imx500"],
         ["source"],
-        ["conformance"],
+        ["conformance", "accuracy"],
         ["annotate"],
         ["snapshot"],
         ["pipeline"],
@@ -63,7 +63,7 @@ CRATES = {
         ["procinfo", "broker", "args"],
         ["detect", "model_cmd", "sim"],
         ["run"],
-        ["bench", "bench_delivery", "bench_imx500"],
+        ["bench", "bench_delivery", "bench_imx500", "compare"],
         ["main"],
     ]),
 }

@@ -10,6 +10,7 @@
 #   $OCELLUS_CACHE/models/*.onnx                          model files named by the cards in models/*.toml
 #   $OCELLUS_CACHE/models/*.onnx.manifest.json            what accepted a converted model (see step 4)
 #   $OCELLUS_CACHE/footage/{vtest.avi,basketball1.png,messi5.jpg}   real footage (Debian opencv-doc)
+#   $OCELLUS_CACHE/footage/calibration/                   the INT8 detector's calibration images (same package)
 # System packages (Debian): ffmpeg, mosquitto, mosquitto-clients, unzip, gcc, and libclang1-14 +
 # linux-libc-dev for the v4l crate's bindgen (V4L2 capture).
 # Rust target: thumbv7em-none-eabihf (rustup), for the bare-metal firmware example.
@@ -31,6 +32,31 @@ declare -A FOOTAGE_SHA256=(
   [vtest.avi]=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
   [basketball1.png]=ba06f6701f7260998b430c39b6557f775497e6ce7b1a74f0b7ea6af371bf54a6
   [messi5.jpg]=1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9
+)
+# Calibration sources for the INT8 detector (step 5), from the same package and never the
+# evaluation footage: 20 still images and a short clip (every 9th of its 270 frames is used).
+declare -A CALIBRATION_SHA256=(
+  [basketball2.png]=b3047772e0dc6c9d83c26f64894ca1a897f799f855c5574ac24b2ef934c2978e
+  [home.jpg]=23b8cf46a1965d0ec33459b875aed43187802834db49e0daa9fa2cc842e9d8d2
+  [building.jpg]=742a1baad62ac82e91e718e77eedf7e85c2eddc4badfb8c87c6cbc86c45a8b07
+  [fruits.jpg]=9c031d80a1c52da5eca790db896baffec6a7e52bf786cdb7bbfca5c7f880e6a1
+  [aero1.jpg]=d9a69191f6e3642ea361bc3c62e677b2f40fe6534b78da540f4155e0734b59ef
+  [aero3.jpg]=1c407146f8762b3b14a7953ff9bc4c01ed64c467d7277122e769bf7e816017a4
+  [leuvenA.jpg]=b2977cdbd9fb3f94dadd6f76cf586d145676deb8a22b5f0f42149d21c058c09f
+  [leuvenB.jpg]=5bb41a60038a2baa5d8ea0eaba55e6e3050d721b254cf79d8d8998d7e49d664a
+  [board.jpg]=4c9a24ba67138ad5486d550f586cc5dd1161be112f1c1bea336d6c550cdf255f
+  [stuff.jpg]=21cd00afbdd0727f445dd91c0a09633e6345ed5b05a3d2355453a1f3c314c6c5
+  [left01.jpg]=9621899098adffa1440c8264606bb7be535ccfd9ad126ae8e0bd9b0c5a5b8676
+  [left05.jpg]=40bab8934fa76f82ec614a7fd0e6ebb4d9f74391d5e8b0c6f2f0ed6080c6c4de
+  [HappyFish.jpg]=ade5b67347d7f89b1539c93843f3f7178782a7e34eb1fe586f4a785c3e60a432
+  [squirrel_cls.jpg]=20bb6e8ae96918a36c9886b6d48e54eedeb3948591e1485c206bc1dc60c8dc8b
+  [butterfly.jpg]=34a99716b78ded10eae87b4880de739d3e68cc7dd1a96812bb28f469d5eeaea8
+  [baboon.jpg]=1a1dd18d78eec44420af3b0b7f08ee3d41c982916cae3ce203d7ff35d754cc0f
+  [rubberwhale1.png]=eb312435369dac9efcc92f7e098edbd9ed8d7e6dfede8b3b4d8e3702cd80b796
+  [graf1.png]=1504b769303c7bde00fa578eeaad3c68e02aceabeb1242e556f1f8d19e4bdea5
+  [licenseplate_motion.jpg]=ea6fa9cea75df91bec656d1d3b903111a9c0708c6a3b88f405a5156de38ff9d6
+  [pic1.png]=0244e20a34fa2d30c60e60928d6d71f89d32e0e0266b4644980798cc2368765a
+  [Megamind.avi]=0057387cb7e75c8fd1663b62cfdc51fa53f527795d0fe3c1fea2fd159d3130b5
 )
 APT_PACKAGES=(ffmpeg mosquitto mosquitto-clients openssl unzip gcc ca-certificates libclang1-14 linux-libc-dev)
 
@@ -108,9 +134,12 @@ need_footage=0
 for f in "${!FOOTAGE_SHA256[@]}"; do
   verify "$CACHE/footage/$f" "${FOOTAGE_SHA256[$f]}" || need_footage=1
 done
+for f in "${!CALIBRATION_SHA256[@]}"; do
+  verify "$CACHE/footage/calibration/$f" "${CALIBRATION_SHA256[$f]}" || need_footage=1
+done
 if [ $need_footage = 1 ]; then
   [ $CHECK_ONLY = 1 ] && fail "footage missing or wrong in $CACHE/footage"
-  say "fetching opencv-doc from Debian for vtest.avi, basketball1.png, messi5.jpg"
+  say "fetching opencv-doc from Debian for vtest.avi, basketball1.png, messi5.jpg and the INT8 calibration images"
   d=$(tmpdir footage)
   # the package lists may be empty on a fresh machine whose other packages were preinstalled
   (cd "$d" && apt-get download -qq -o APT::Sandbox::User=root opencv-doc 2>/dev/null) \
@@ -125,6 +154,13 @@ if [ $need_footage = 1 ]; then
     [ -f "$src.gz" ] && [ ! -f "$src" ] && gunzip -k "$src.gz"
     require "$src" "${FOOTAGE_SHA256[$f]}"
     cp "$src" "$CACHE/footage/$f"
+  done
+  mkdir -p "$CACHE/footage/calibration"
+  for f in "${!CALIBRATION_SHA256[@]}"; do
+    src=$(find "$d/x" -path "*/examples/data/$f" | head -n1)
+    [ -n "$src" ] || fail "$deb has no examples/data/$f"
+    require "$src" "${CALIBRATION_SHA256[$f]}"
+    cp "$src" "$CACHE/footage/calibration/$f"
   done
   did=$((did + 1))
 fi
@@ -255,7 +291,95 @@ for card in "$here/ssd-mobilenet-v2-coco.toml" "$here/ssd-mobilenet-v2-coco-cut.
   did=$((did + 1))
 done
 
-# ---------------------------------------------------------------- 5. BlazeFace (npm)
+# ---------------------------------------------------------------- 5. the INT8 person detector (PyPI onnxruntime's quantiser)
+# Made from the accepted fp32 cut model of step 4: its class head sliced to background + person,
+# then statically quantised by models/quantize_ssd.py (ONNX Runtime's tools, QDQ), calibrated on
+# 50 frames of the calibration images above, never on the evaluation footage. Like a converted
+# model it differs in the last bits from one CPU to the next, so it is accepted by what it
+# computes: its card's [conformance] references, then the accuracy guard against the fp32 model on
+# every frame of vtest.avi (`ocellus model compare`: person recall and precision >= 0.97, the
+# demo's line counts within 1 per direction). Only a model that passes both is installed.
+QLOCK="$here/quantizer-requirements.txt"
+card="$here/ssd-mobilenet-v2-coco-person-int8.toml"
+step="$(basename "$card" .toml) ($card)"
+q_name=$(card_get "$card" file)
+q_from=$(card_get "$card" derived_from source)
+[ -n "$q_name" ] && [ -n "$q_from" ] || fail "card $card lacks file / [source] derived_from"
+fp32_card="$here/$q_from"
+fp32_model="$CACHE/models/$(card_get "$fp32_card" file)"
+q_model="$CACHE/models/$q_name"
+# guard MODEL LOG: the accuracy guard; its report goes to LOG
+guard() {
+  ocellus_build
+  step="$(basename "$card" .toml) ($card)"
+  "$ocellus_bin" model compare "$card" "$1" >"$2" 2>&1
+}
+if ! manifest_current "$card" "$q_model"; then
+  [ $CHECK_ONLY = 1 ] && fail "$q_model is missing or not accepted under $card (run models/provision.sh)"
+  manifest_current "$fp32_card" "$fp32_model" || fail "$fp32_model, which the INT8 model is made from, is not accepted under $fp32_card"
+  installed=0
+  if [ -f "$q_model" ]; then
+    # the card changed (or the manifest is gone): check the file we have before quantising again
+    old_converter=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["converter"])' "$q_model.manifest.json" 2>/dev/null || echo unrecorded)
+    rm -f "$q_model.manifest.json"
+    say "checking the cached $q_name against $(basename "$card") and the accuracy guard"
+    if accept "$card" "$q_model" "$old_converter" >/dev/null 2>"$CACHE/tmp-accept.log" \
+        && guard "$q_model" "$CACHE/tmp-guard.log"; then
+      installed=1; did=$((did + 1))
+    else
+      say "the cached $q_name does not pass; quantising it again"
+      rm -f "$q_model" "$q_model.manifest.json"
+    fi
+    rm -f "$CACHE/tmp-accept.log" "$CACHE/tmp-guard.log"
+  fi
+  if [ $installed = 0 ]; then
+    step="$(basename "$card" .toml) ($card)"
+    d=$(tmpdir int8)
+    say "installing the quantiser in a throw-away virtualenv from $(basename "$QLOCK") (onnxruntime $ORT_VERSION, onnx, numpy)"
+    python3 -m venv "$d/venv" || fail "python3 -m venv failed"
+    "$d/venv/bin/pip" install -q --disable-pip-version-check --require-hashes --no-deps -r "$QLOCK" \
+      || fail "pip install --require-hashes -r $QLOCK failed (a package changed on PyPI, or this is not CPython 3.11 on x86_64 Linux)"
+    "$d/venv/bin/pip" check >/dev/null || fail "the quantiser's virtualenv is inconsistent: $("$d/venv/bin/pip" check 2>&1 | head -n 3)"
+    qv() { "$d/venv/bin/python" -c "import importlib.metadata as m; print(m.version('$1'))"; }
+    quantizer="models/quantize_ssd.py --keep-classes 0,1 --fp32-nodes first (MinMax), onnxruntime $(qv onnxruntime), onnx $(qv onnx), numpy $(qv numpy), python $("$d/venv/bin/python" -c 'import platform; print(platform.python_version())'), lock sha256 $(sha "$QLOCK"), script sha256 $(sha "$here/quantize_ssd.py"), from $(basename "$fp32_model") sha256 $(sha "$fp32_model"); calibration: 20 opencv-doc images + every 9th frame of Megamind.avi"
+    say "making the 50 calibration frames (300x300 RGB) with ffmpeg"
+    mkdir -p "$d/calib"
+    for f in "${!CALIBRATION_SHA256[@]}"; do
+      src="$CACHE/footage/calibration/$f"
+      if [ "$f" = Megamind.avi ]; then
+        ffmpeg -nostdin -v error -i "$src" -vf 'select=not(mod(n\,9)),scale=300:300:flags=bilinear' -vsync 0 \
+            -pix_fmt rgb24 -f rawvideo "$d/megamind.raw" || fail "ffmpeg could not read $src"
+        split -b 270000 -d -a 3 --additional-suffix=.rgb "$d/megamind.raw" "$d/calib/megamind_" || fail "split $d/megamind.raw failed"
+        rm -f "$d/megamind.raw"
+      else
+        ffmpeg -nostdin -v error -i "$src" -vf scale=300:300:flags=bilinear -pix_fmt rgb24 -f rawvideo "$d/calib/$f.rgb" \
+          || fail "ffmpeg could not read $src"
+      fi
+    done
+    n=$(ls "$d/calib" | wc -l)
+    [ "$n" = 50 ] || fail "made $n calibration frames, expected 50 (20 images + 30 frames of Megamind.avi)"
+    say "slicing the class head to background + person and quantising $(basename "$fp32_model") to INT8"
+    "$d/venv/bin/python" "$here/quantize_ssd.py" "$fp32_model" "$d/$q_name" --calibration "$d/calib" \
+        --keep-classes 0,1 --fp32-nodes first >"$d/quantize.log" 2>&1 \
+      || { tail -n 20 "$d/quantize.log" >&2; fail "models/quantize_ssd.py failed"; }
+    ocellus_build
+    step="$(basename "$card" .toml) ($card)"
+    say "checking $q_name against the conformance references of $(basename "$card")"
+    accept "$card" "$d/$q_name" "$quantizer" \
+      || { step="$(basename "$card" .toml) ($card)"; fail "the quantised $q_name does not compute what $card records (above: which input, which output, by how much); nothing was installed"; }
+    say "the accuracy guard: $q_name against the fp32 model on every frame of vtest.avi (a minute or two)"
+    if ! guard "$d/$q_name" "$d/guard.log"; then
+      cat "$d/guard.log" >&2
+      fail "the quantised $q_name fails the accuracy guard against $(basename "$fp32_card") (above); nothing was installed. The fp32 card $fp32_card still works: name it in [model] card"
+    fi
+    grep -E "recall|guard" "$d/guard.log" | sed 's/^/[provision]   /'
+    mv "$d/$q_name" "$q_model"
+    mv "$d/$q_name.manifest.json" "$q_model.manifest.json"
+    did=$((did + 1))
+  fi
+fi
+
+# ---------------------------------------------------------------- 6. BlazeFace (npm)
 card="$here/blazeface-back-256.toml"
 step="blazeface ($card)"
 bf_name=$(card_get "$card" file); bf_sha=$(card_get "$card" sha256)
@@ -272,7 +396,7 @@ if ! verify "$CACHE/models/$bf_name" "$bf_sha"; then
   did=$((did + 1))
 fi
 
-# ---------------------------------------------------------------- 6. bare-metal Rust target (firmware example)
+# ---------------------------------------------------------------- 7. bare-metal Rust target (firmware example)
 step="rust target thumbv7em-none-eabihf (rustup)"
 if command -v rustup >/dev/null 2>&1; then
   if ! rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf; then

@@ -5,6 +5,7 @@ mod bench;
 mod bench_delivery;
 mod bench_imx500;
 mod broker;
+mod compare;
 mod detect;
 mod model_cmd;
 mod procinfo;
@@ -84,7 +85,8 @@ enum Command {
         summary: Option<PathBuf>,
     },
     /// Converted models: check one against its card's conformance references, accept it (write
-    /// its manifest), or record references for a new card (see docs/model-card.md).
+    /// its manifest), record references for a new card (see docs/model-card.md), or compare a
+    /// quantised model with the model it was made from (the accuracy guard).
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
     /// Simulated sensors: `ocellus sim imx500 --out CAPTURE` records what a simulated IMX500
@@ -118,8 +120,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Measure raw inference, the pipeline, start-up and memory on real footage, against the
-    /// full-graph model's raw inference.
+    /// Measure raw inference, the pipeline, start-up and memory on real footage. By default the
+    /// INT8 person detector the demo runs, side by side with its fp32 parent (`--model CARD` for
+    /// another card; a `*-cut` card is set against the full graph's raw inference).
     Bench {
         /// Frames to measure.
         #[arg(long, default_value_t = 100)]
@@ -129,8 +132,10 @@ enum Command {
         video: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
-        /// A model card whose raw inference is measured on the same frames, interleaved (default:
-        /// for a card named `*-cut`, ssd-mobilenet-v2-coco.toml next to it; otherwise none).
+        /// A model card measured on the same frames, interleaved, and side by side (pipeline,
+        /// start-up, memory) (default: the card the model was made from, `source.derived_from`;
+        /// for a card named `*-cut`, the raw inference of ssd-mobilenet-v2-coco.toml next to it;
+        /// otherwise none).
         #[arg(long, value_name = "CARD")]
         baseline: Option<PathBuf>,
         /// Do not measure start-up and peak memory in a child `ocellus run`.
@@ -225,6 +230,9 @@ fn main() -> ExitCode {
             format,
         } => bench_delivery::run(events, broker, fsync_ms, format),
         Command::CheckConfig { config } => run::check_config(&config),
+        Command::Model(model_cmd::ModelCommand::Compare(args)) => {
+            compare::run(cli.onnxruntime, &args)
+        }
         Command::Model(cmd) => model_cmd::run(cli.onnxruntime, &cmd),
         Command::Sim(cmd) => sim::run(cli.onnxruntime, cmd),
         Command::Devices { format } => devices(format),

@@ -47,6 +47,52 @@ pub(crate) enum ModelCommand {
         #[arg(long)]
         tensor_rtol: Option<f32>,
     },
+    /// The accuracy guard: run a model and the model it was made from (a quantised model and its
+    /// fp32 card) on every frame of the footage, and say how closely it follows: recall and
+    /// precision of its detections against the reference's, and the counts of the demo's line and
+    /// zone on both. Exit 1 if a bar is not met (recall, precision, the line's counts).
+    Compare(CompareArgs),
+}
+
+/// What `ocellus model compare` measures, and the bars it holds the model to.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CompareArgs {
+    #[command(flatten)]
+    pub(crate) target: Target,
+    /// The reference card (default: the card the model was made from, its `source.derived_from`).
+    #[arg(long, value_name = "CARD")]
+    pub(crate) reference: Option<PathBuf>,
+    /// The footage (default: `<cache>/footage/vtest.avi`).
+    #[arg(long, value_name = "VIDEO")]
+    pub(crate) video: Option<PathBuf>,
+    /// Frames to compare (default: all of them).
+    #[arg(long)]
+    pub(crate) frames: Option<u64>,
+    /// Labels compared (repeat; default: every label both cards have).
+    #[arg(long = "label", value_name = "LABEL")]
+    pub(crate) labels: Vec<String>,
+    /// IoU a detection needs to match the reference's.
+    #[arg(long, default_value_t = 0.5)]
+    pub(crate) iou: f32,
+    /// Least recall against the reference, per label.
+    #[arg(long, default_value_t = 0.97)]
+    pub(crate) min_recall: f64,
+    /// Least precision against the reference, per label.
+    #[arg(long, default_value_t = 0.97)]
+    pub(crate) min_precision: f64,
+    /// Most difference in the demo's line counts, per direction (the zone's counts are reported,
+    /// not held).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) count_tolerance: u64,
+    /// Skip the counts (detections only: one pass instead of three).
+    #[arg(long)]
+    pub(crate) no_counts: bool,
+    /// ONNX Runtime intra-op threads for both models (default: one per core).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::args::Format::Text)]
+    pub(crate) format: crate::args::Format,
 }
 
 /// A card and the model file to hold against it.
@@ -54,17 +100,17 @@ pub(crate) enum ModelCommand {
 pub(crate) struct Target {
     /// The model card.
     #[arg(value_name = "CARD")]
-    card: PathBuf,
+    pub(crate) card: PathBuf,
     /// The model file (default: the card's, where it resolves).
     #[arg(value_name = "MODEL")]
-    model: Option<PathBuf>,
+    pub(crate) model: Option<PathBuf>,
     /// Where the reference inputs are (default: `<cache>/footage`).
     #[arg(long, value_name = "DIR")]
-    footage: Option<PathBuf>,
+    pub(crate) footage: Option<PathBuf>,
 }
 
 impl Target {
-    fn open(&self) -> ocellus::Result<(ModelCard, PathBuf, PathBuf)> {
+    pub(crate) fn open(&self) -> ocellus::Result<(ModelCard, PathBuf, PathBuf)> {
         let card = ModelCard::load(&self.card)?;
         let model = match &self.model {
             Some(m) => m.clone(),
@@ -78,7 +124,9 @@ impl Target {
     }
 }
 
-fn runtime(onnxruntime: Option<PathBuf>) -> ocellus::Result<&'static ocellus::runtime::Runtime> {
+pub(crate) fn runtime(
+    onnxruntime: Option<PathBuf>,
+) -> ocellus::Result<&'static ocellus::runtime::Runtime> {
     Ok(ocellus::runtime::Runtime::init(
         &ocellus::runtime::Locator::from_env(onnxruntime),
     )?)
@@ -181,5 +229,9 @@ pub(crate) fn run(onnxruntime: Option<PathBuf>, cmd: &ModelCommand) -> ocellus::
             print!("{}", conformance::to_toml(&conf)?);
             Ok(0)
         }
+        ModelCommand::Compare(_) => Err(ocellus::Error::InvalidOption {
+            name: "model compare".into(),
+            message: "is run by `ocellus model compare`, which the command line dispatches".into(),
+        }),
     }
 }

@@ -74,6 +74,11 @@ pub struct Source {
     /// The graph outputs a converter is told to end at (`tf2onnx --outputs`), if converted.
     #[serde(default)]
     pub outputs: Option<String>,
+    /// The card of the model this one was made from (a quantised model names its fp32 card),
+    /// looked up next to this card, then among the built-in cards. `ocellus bench` and
+    /// `ocellus model compare` measure the model against it.
+    #[serde(default)]
+    pub derived_from: Option<String>,
     /// The exact commands that made the model file.
     pub recipe: String,
 }
@@ -507,6 +512,9 @@ pub const BUILTIN_SSD: &str = include_str!("../../../models/ssd-mobilenet-v2-coc
 /// The SSD-MobileNet-v2-COCO card cut at the box predictor (native post-processing), built in:
 /// the default detector.
 pub const BUILTIN_SSD_CUT: &str = include_str!("../../../models/ssd-mobilenet-v2-coco-cut.toml");
+/// The person detector the demo and the example configs run: the cut SSD, person-only, INT8.
+pub const BUILTIN_SSD_PERSON_INT8: &str =
+    include_str!("../../../models/ssd-mobilenet-v2-coco-person-int8.toml");
 /// The BlazeFace card, built in.
 pub const BUILTIN_BLAZEFACE: &str = include_str!("../../../models/blazeface-back-256.toml");
 
@@ -560,6 +568,44 @@ impl ModelCard {
             PathBuf::from("<built-in ssd-mobilenet-v2-coco-cut.toml>"),
             None,
         )
+    }
+
+    /// The built-in person detector of the demo and the example configs: the cut SSD sliced to
+    /// background + person and quantised to INT8.
+    pub fn builtin_person_int8() -> Result<ModelCard> {
+        Self::parse(
+            BUILTIN_SSD_PERSON_INT8,
+            PathBuf::from("<built-in ssd-mobilenet-v2-coco-person-int8.toml>"),
+            None,
+        )
+    }
+
+    /// The card this one's model was made from ([`Source::derived_from`]): the file next to this
+    /// card, else the built-in card of that name; `None` if the card names none.
+    pub fn derived_from(&self) -> Result<Option<ModelCard>> {
+        let Some(name) = self.source.derived_from.as_deref() else {
+            return Ok(None);
+        };
+        if let Some(dir) = &self.dir {
+            let path = dir.join(name);
+            if path.is_file() {
+                return ModelCard::load(path).map(Some);
+            }
+        }
+        let builtin = match name {
+            "ssd-mobilenet-v2-coco-cut.toml" => BUILTIN_SSD_CUT,
+            "ssd-mobilenet-v2-coco.toml" => BUILTIN_SSD,
+            _ => {
+                return Err(Error::CardInvalid {
+                    path: self.path.clone(),
+                    key: "source.derived_from".into(),
+                    message: format!(
+                        "names \"{name}\", which is neither next to the card nor a built-in card"
+                    ),
+                });
+            }
+        };
+        Self::parse(builtin, PathBuf::from(format!("<built-in {name}>")), None).map(Some)
     }
 
     /// The built-in BlazeFace card.
@@ -986,6 +1032,58 @@ output = "output0"
         let bad = BUILTIN_SSD_CUT.replace("box_tolerance = 0.01", "box_tolerance = -1");
         let msg = err_of(&bad);
         assert!(msg.contains("conformance.box_tolerance"), "{msg}");
+    }
+
+    #[test]
+    fn the_int8_card_names_its_fp32_parent() {
+        let int8 = ModelCard::builtin_person_int8().unwrap_or_else(|e| panic!("{e}"));
+        assert!(int8.sha256.is_none() && int8.conformance.is_some());
+        assert_eq!(int8.labels.len(), 1);
+        assert_eq!(&*int8.label(1), "person");
+        // built in: the parent is the built-in card of that name
+        let parent = int8.derived_from().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            parent.map(|p| p.name).as_deref(),
+            Some("ssd-mobilenet-v2-coco-cut")
+        );
+        // from a directory: the card file next to it wins over the built-in one
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sibling =
+            BUILTIN_SSD_CUT.replace("name = \"ssd-mobilenet-v2-coco-cut\"", "name = \"my-fp32\"");
+        std::fs::write(dir.path().join("ssd-mobilenet-v2-coco-cut.toml"), sibling)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let here = ModelCard::parse(
+            BUILTIN_SSD_PERSON_INT8,
+            dir.path().join("int8.toml"),
+            Some(dir.path().to_path_buf()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let parent = here.derived_from().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parent.map(|p| p.name).as_deref(), Some("my-fp32"));
+        // a name that is neither is refused, naming the key
+        let orphan = BUILTIN_SSD_PERSON_INT8.replace(
+            "derived_from = \"ssd-mobilenet-v2-coco-cut.toml\"",
+            "derived_from = \"nowhere.toml\"",
+        );
+        let c =
+            ModelCard::parse(&orphan, "int8.toml".into(), None).unwrap_or_else(|e| panic!("{e}"));
+        let msg = c
+            .derived_from()
+            .map(|_| ())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("source.derived_from") && msg.contains("nowhere.toml"),
+            "{msg}"
+        );
+        // the fp32 cards name no parent
+        let cut = ModelCard::builtin_ssd_cut().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            cut.derived_from()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! (the disk queue, MQTT and the cloud profiles) and this one (ONNX Runtime, sources, the
 //! pipeline, config).
 
+pub mod accuracy;
 mod agent;
 mod anchors;
 pub mod annotate;
