@@ -21,8 +21,9 @@ MQTT, model loading and the final wait for acknowledgements excluded.
 Options:
   --rounds N            rounds of A then B (default 3)
   --ocellus-card CARD   the model card ocellus runs, relative to the repository root or absolute
-                        (default models/ssd-mobilenet-v2-coco-cut.toml; the full-graph card is
-                        models/ssd-mobilenet-v2-coco.toml). The Python side always runs the
+                        (default models/ssd-mobilenet-v2-coco-person-int8.toml, the detector the
+                        demo runs; the fp32 cut card is models/ssd-mobilenet-v2-coco-cut.toml and
+                        the full-graph card models/ssd-mobilenet-v2-coco.toml). The Python side always runs the
                         full-graph model file $CACHE/models/ssd_mobilenet_v2_coco_2018_03_29.onnx.
   --no-build            do not run cargo build --release; use target/release/ocellus as it is
                         (e.g. while the working tree does not compile)
@@ -53,7 +54,7 @@ EOF
 }
 
 ROUNDS=3
-CARD=models/ssd-mobilenet-v2-coco-cut.toml
+CARD=models/ssd-mobilenet-v2-coco-person-int8.toml
 JSON=0
 BUILD=1
 while [ $# -gt 0 ]; do

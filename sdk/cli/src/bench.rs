@@ -21,6 +21,10 @@ const RATIO_MIN: f64 = 0.95;
 const OVER_BASELINE_MIN: f64 = 1.2;
 const FIRST_INFERENCE_MAX_MS: f64 = 1000.0;
 const RSS_BEYOND_MODEL_MAX_MIB: f64 = 60.0;
+/// Peak resident memory of the default detector's `ocellus run`.
+const RSS_PEAK_MAX_MIB: f64 = 100.0;
+/// Process start to model and source ready, once a first run has prepared the model.
+const STARTUP_MAX_MS: f64 = 250.0;
 
 /// Frames per block of the interleaving with the baseline: the model under test on a block, then
 /// the baseline on the same block. Frame by frame, every run of one session would start right
@@ -76,6 +80,9 @@ struct Report {
     rss_beyond_model_mib: Option<f64>,
     /// child `ocellus run`: steady pipeline fps, in a process of its own
     child_pipeline_fps: Option<f64>,
+    /// The baseline measured as the model is (when it is the model this one was made from, or
+    /// named with --baseline): its pipeline, and its own child `ocellus run`.
+    baseline_side_by_side: Option<SideBySide>,
     frame_to_event_ms_p99: Option<f64>,
     pipeline_events: u64,
     detect_fps: f64,
@@ -88,6 +95,19 @@ struct Report {
     targets: Targets,
 }
 
+/// The baseline's figures that are measured like the model's when the two are compared side by
+/// side (an INT8 model and its fp32 parent).
+#[derive(Serialize)]
+struct SideBySide {
+    model_file_mib: Option<f64>,
+    pipeline_fps: f64,
+    pipeline_events: u64,
+    first_inference_ms: Option<f64>,
+    startup_ms: Option<f64>,
+    rss_peak_mib: Option<f64>,
+    child_pipeline_fps: Option<f64>,
+}
+
 /// Each target and whether it was met (`null`: not measured in this run).
 #[derive(Serialize)]
 struct Targets {
@@ -95,30 +115,46 @@ struct Targets {
     pipeline_over_baseline_raw_min: f64,
     first_inference_ms_max: f64,
     rss_beyond_model_mib_max: f64,
+    rss_peak_mib_max: f64,
+    startup_ms_max: f64,
     ratio_met: bool,
     pipeline_over_baseline_raw_met: Option<bool>,
     first_inference_met: Option<bool>,
     rss_met: Option<bool>,
+    rss_peak_met: Option<bool>,
+    startup_met: Option<bool>,
+}
+
+/// The figures the targets are about.
+struct Figures {
+    ratio: f64,
+    pipeline_over_baseline_raw: Option<f64>,
+    first_inference_ms: Option<f64>,
+    rss_beyond_model_mib: Option<f64>,
+    rss_peak_mib: Option<f64>,
+    startup_ms: Option<f64>,
 }
 
 impl Targets {
     /// The targets, and which of them the figures meet (`None` figures: not measured).
-    fn evaluate(
-        ratio: f64,
-        pipeline_over_baseline_raw: Option<f64>,
-        first_inference_ms: Option<f64>,
-        rss_beyond_model_mib: Option<f64>,
-    ) -> Targets {
+    fn evaluate(f: &Figures) -> Targets {
         Targets {
             ratio_min: RATIO_MIN,
             pipeline_over_baseline_raw_min: OVER_BASELINE_MIN,
             first_inference_ms_max: FIRST_INFERENCE_MAX_MS,
             rss_beyond_model_mib_max: RSS_BEYOND_MODEL_MAX_MIB,
-            ratio_met: ratio >= RATIO_MIN,
-            pipeline_over_baseline_raw_met: pipeline_over_baseline_raw
+            rss_peak_mib_max: RSS_PEAK_MAX_MIB,
+            startup_ms_max: STARTUP_MAX_MS,
+            ratio_met: f.ratio >= RATIO_MIN,
+            pipeline_over_baseline_raw_met: f
+                .pipeline_over_baseline_raw
                 .map(|v| v >= OVER_BASELINE_MIN),
-            first_inference_met: first_inference_ms.map(|v| v < FIRST_INFERENCE_MAX_MS),
-            rss_met: rss_beyond_model_mib.map(|v| v <= RSS_BEYOND_MODEL_MAX_MIB),
+            first_inference_met: f.first_inference_ms.map(|v| v < FIRST_INFERENCE_MAX_MS),
+            rss_met: f
+                .rss_beyond_model_mib
+                .map(|v| v <= RSS_BEYOND_MODEL_MAX_MIB),
+            rss_peak_met: f.rss_peak_mib.map(|v| v <= RSS_PEAK_MAX_MIB),
+            startup_met: f.startup_ms.map(|v| v <= STARTUP_MAX_MS),
         }
     }
 }
@@ -197,12 +233,32 @@ impl Measure {
     }
 }
 
-/// `--baseline`, or for a `*-cut` card the full-graph card next to it (the built-in one if
-/// there is none there).
-fn baseline_card(card: &ModelCard, explicit: Option<&Path>) -> ocellus::Result<Option<ModelCard>> {
+/// `--baseline`; else the card the model was made from (`source.derived_from`: an INT8 model's
+/// fp32 parent); else for a `*-cut` card the full-graph card next to it (the built-in one if
+/// there is none there). The flag says whether the baseline is measured side by side with the
+/// model (pipeline, start-up, memory), not for its raw inference alone.
+fn baseline_card(
+    card: &ModelCard,
+    explicit: Option<&Path>,
+) -> ocellus::Result<(Option<ModelCard>, bool)> {
     if let Some(path) = explicit {
-        return ModelCard::load(path).map(Some);
+        return ModelCard::load(path).map(|c| (Some(c), true));
     }
+    if let Some(parent) = card.derived_from()? {
+        return Ok((Some(parent), true));
+    }
+    Ok((full_graph_of(card)?, false))
+}
+
+/// `--model`, else the detector the demo and the example configs run (set beside its fp32 parent).
+fn bench_card(args: &ModelArgs) -> ocellus::Result<ModelCard> {
+    match &args.model {
+        Some(_) => load_card(args),
+        None => ModelCard::builtin_person_int8(),
+    }
+}
+
+fn full_graph_of(card: &ModelCard) -> ocellus::Result<Option<ModelCard>> {
     if !card.name.ends_with("-cut") {
         return Ok(None);
     }
@@ -294,24 +350,64 @@ fn pipeline_pass(
 }
 
 /// The timed passes: A (raw vs detect, and the baseline's raw) on the first half of the clip,
-/// the whole pipeline on all of it, B (the same as A) on the second half.
+/// the whole pipeline on all of it (then the baseline's, when `side_by_side`), B (the same as A)
+/// on the second half.
 fn timed_passes(
     clip: &[ocellus::RgbFrame],
     video: &Path,
     det: &mut Detector,
     mut baseline: Option<&mut Detector>,
-) -> ocellus::Result<(Measure, ocellus::pipeline::Summary)> {
+    side_by_side: bool,
+) -> ocellus::Result<(
+    Measure,
+    ocellus::pipeline::Summary,
+    Option<ocellus::pipeline::Summary>,
+)> {
     // A: raw vs detect (and the baseline's raw) on the first half
     let half = clip.len().div_ceil(2);
     let mut m = Measure::default();
     m.blocks(det, baseline.as_deref_mut(), &clip[..half])?;
     let summary = pipeline_pass(video, clip.len(), det)?;
+    let baseline_summary = match baseline.as_deref_mut() {
+        Some(b) if side_by_side => {
+            let s = pipeline_pass(video, clip.len(), b)?;
+            let threshold = ocellus::Inference::score_threshold(&*b);
+            ocellus::Inference::set_report_floor(b, threshold);
+            Some(s)
+        }
+        _ => None,
+    };
     // B measures the detector as A did, at its own threshold
     let threshold = ocellus::Inference::score_threshold(&*det);
     ocellus::Inference::set_report_floor(det, threshold);
     // B: the same on the second half
     m.blocks(det, baseline, &clip[half..])?;
-    Ok((m, summary))
+    Ok((m, summary, baseline_summary))
+}
+
+/// The baseline's figures beside the model's: its pipeline pass `summary`, and with `child` its
+/// own child `ocellus run` on the same clip.
+fn side_by_side_figures(
+    onnxruntime: Option<PathBuf>,
+    args: &ModelArgs,
+    (card, summary, file_mib): (&ModelCard, &ocellus::pipeline::Summary, Option<f64>),
+    (video, frames): (&Path, usize),
+    child: bool,
+) -> ocellus::Result<SideBySide> {
+    let c = if child {
+        Some(measure_child(onnxruntime, args, card, video, frames)?)
+    } else {
+        None
+    };
+    Ok(SideBySide {
+        model_file_mib: file_mib,
+        pipeline_fps: summary.steady_fps(),
+        pipeline_events: summary.event_count(),
+        first_inference_ms: c.as_ref().and_then(|c| c.first_inference_ms),
+        startup_ms: c.as_ref().and_then(|c| c.startup_ms),
+        rss_peak_mib: c.as_ref().and_then(|c| c.rss_peak_mib),
+        child_pipeline_fps: c.as_ref().and_then(|c| c.steady_fps),
+    })
 }
 
 /// Start-up and peak memory from a child `ocellus run` on the same `frames` frames.
@@ -333,25 +429,43 @@ pub(crate) fn run(
     format: Format,
 ) -> ocellus::Result<u8> {
     let (video, clip) = read_clip(opts)?;
-    let card = load_card(args)?;
-    let baseline_card = baseline_card(&card, opts.baseline.as_deref())?;
+    let card = bench_card(args)?;
+    let (baseline_card, side_by_side) = baseline_card(&card, opts.baseline.as_deref())?;
     let t0 = Instant::now();
     let mut det = detector_for(onnxruntime.clone(), &card, args, None)?;
     let model_load = t0.elapsed();
     let mut baseline = load_baseline(onnxruntime.clone(), baseline_card.as_ref(), args)?;
 
     warm_up(&clip, &mut det, baseline.as_mut().map(|(b, _)| b))?;
-    let (m, summary) = timed_passes(&clip, &video, &mut det, baseline.as_mut().map(|(b, _)| b))?;
+    let (m, summary, baseline_summary) = timed_passes(
+        &clip,
+        &video,
+        &mut det,
+        baseline.as_mut().map(|(b, _)| b),
+        side_by_side,
+    )?;
     let model_path = det.model_path().to_path_buf();
     let model_file_mib = file_mib(&model_path);
+    let baseline_file_mib = baseline
+        .as_ref()
+        .and_then(|(b, _)| file_mib(b.model_path()));
     // the two sessions' threads and memory are not the child's business
     drop(det);
     let baseline_load = baseline.map(|(_, load)| load);
 
-    let child = if opts.child {
-        Some(measure_child(onnxruntime, args, &card, &video, clip.len())?)
-    } else {
-        None
+    let child = opts
+        .child
+        .then(|| measure_child(onnxruntime.clone(), args, &card, &video, clip.len()))
+        .transpose()?;
+    let baseline_side_by_side = match (&baseline_card, baseline_summary) {
+        (Some(b), Some(s)) => Some(side_by_side_figures(
+            onnxruntime,
+            args,
+            (b, &s, baseline_file_mib),
+            (&video, clip.len()),
+            opts.child,
+        )?),
+        _ => None,
     };
 
     let Measure {
@@ -399,6 +513,7 @@ pub(crate) fn run(
         rss_peak_mib,
         rss_beyond_model_mib,
         child_pipeline_fps: child.as_ref().and_then(|c| c.steady_fps),
+        baseline_side_by_side,
         frame_to_event_ms_p99: summary.frame_to_event_ms.quantile(0.99),
         pipeline_events: summary.event_count(),
         detect_fps,
@@ -407,12 +522,14 @@ pub(crate) fn run(
         preprocess_ms_p50: p(&mut pre, 0.5),
         preprocess_ms_p99: p(&mut pre, 0.99),
         decode_ms_p50: p(&mut decode, 0.5),
-        targets: Targets::evaluate(
+        targets: Targets::evaluate(&Figures {
             ratio,
             pipeline_over_baseline_raw,
             first_inference_ms,
             rss_beyond_model_mib,
-        ),
+            rss_peak_mib,
+            startup_ms: child.as_ref().and_then(|c| c.startup_ms),
+        }),
     };
     match format {
         Format::Json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
@@ -511,6 +628,18 @@ fn print_text(r: &Report, video: &Path, child: bool) {
             "pipeline in the child:                {:>9} fps steady",
             or_dash(r.child_pipeline_fps, 2)
         );
+        println!(
+            "start-up, model prepared:             {:>9} ms process start → model and source ready  target <= {}: {}",
+            or_dash(r.startup_ms, 0),
+            t.startup_ms_max,
+            met(t.startup_met)
+        );
+        println!(
+            "RSS peak:                             {:>9} MiB  target <= {} MiB: {}",
+            or_dash(r.rss_peak_mib, 1),
+            t.rss_peak_mib_max,
+            met(t.rss_peak_met)
+        );
     } else {
         println!("start-up, RSS peak:                   not measured (--no-child)");
     }
@@ -522,6 +651,63 @@ fn print_text(r: &Report, video: &Path, child: bool) {
         "decode alone (outputs → detections):  {:9.3} ms p50",
         r.decode_ms_p50
     );
+    if let (Some(b), Some(name)) = (&r.baseline_side_by_side, &r.baseline) {
+        print_side_by_side(r, b, name);
+    }
+}
+
+/// The model and its baseline in columns, with the ratio of each figure.
+fn print_side_by_side(r: &Report, b: &SideBySide, baseline: &str) {
+    println!();
+    println!(
+        "side by side, measured in this run: {} | {baseline}",
+        r.model
+    );
+    let row = |what: &str, model: Option<f64>, base: Option<f64>, decimals: usize| {
+        let ratio = model
+            .zip(base)
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(m, b)| m / b);
+        println!(
+            "  {what:<32} {:>10} | {:<10} ratio {}",
+            or_dash(model, decimals),
+            or_dash(base, decimals),
+            or_dash(ratio, 2)
+        );
+    };
+    row("model file, MiB", r.model_file_mib, b.model_file_mib, 1);
+    row(
+        "raw inference, fps",
+        Some(r.raw_inference_fps),
+        r.baseline_raw_fps,
+        1,
+    );
+    row(
+        "pipeline, fps",
+        Some(r.pipeline_fps),
+        Some(b.pipeline_fps),
+        1,
+    );
+    row(
+        "pipeline events",
+        Some(r.pipeline_events as f64),
+        Some(b.pipeline_events as f64),
+        0,
+    );
+    row(
+        "pipeline in a child, fps",
+        r.child_pipeline_fps,
+        b.child_pipeline_fps,
+        1,
+    );
+    row("start-up (ready), ms", r.startup_ms, b.startup_ms, 0);
+    row(
+        "start → first inference, ms",
+        r.first_inference_ms,
+        b.first_inference_ms,
+        0,
+    );
+    row("RSS peak, MiB", r.rss_peak_mib, b.rss_peak_mib, 1);
 }
 
 /// What the child `ocellus run` reported in its `--summary`.
@@ -604,12 +790,15 @@ fn child_config(
 
 /// The text of the built-in card `card` was parsed from.
 fn builtin_text(card: &ModelCard) -> Option<&'static str> {
-    use ocellus::card::{BUILTIN_BLAZEFACE, BUILTIN_SSD, BUILTIN_SSD_CUT};
-    [BUILTIN_SSD_CUT, BUILTIN_SSD, BUILTIN_BLAZEFACE]
-        .into_iter()
-        .find(|text| {
-            ModelCard::parse(text, card.path.clone(), None).is_ok_and(|c| c.name == card.name)
-        })
+    use ocellus::card::{BUILTIN_BLAZEFACE, BUILTIN_SSD, BUILTIN_SSD_CUT, BUILTIN_SSD_PERSON_INT8};
+    [
+        BUILTIN_SSD_PERSON_INT8,
+        BUILTIN_SSD_CUT,
+        BUILTIN_SSD,
+        BUILTIN_BLAZEFACE,
+    ]
+    .into_iter()
+    .find(|text| ModelCard::parse(text, card.path.clone(), None).is_ok_and(|c| c.name == card.name))
 }
 
 /// `ocellus run --summary` in a child process on the same clip and card, publishing to an
