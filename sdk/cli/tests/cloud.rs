@@ -682,6 +682,11 @@ fn the_example_configs_check_out() {
         stdout.contains("azure-iot-hub mqtts://shop.azure-devices.net:8883"),
         "{stdout}"
     );
+    // the example configs run the INT8 person detector, as the demo does
+    assert!(
+        stdout.contains("model ssd-mobilenet-v2-coco-person-int8 "),
+        "{stdout}"
+    );
     // the AWS example names certificate files that only exist on a provisioned camera: the
     // error must say which key and which file
     let out = common::bin()

@@ -178,7 +178,7 @@ fps = 10.0                      # pace the file at 10 frames/s (omit: as fast as
 loop = false                    # restart the file at its end
 
 [model]
-card = "models/ssd-mobilenet-v2-coco-cut.toml"   # the SSD with native post-processing (the default detector)
+card = "models/ssd-mobilenet-v2-coco-person-int8.toml"   # people only, INT8 (omit: the fp32 cut SSD, 90 classes)
 threshold = 0.5                 # 0..=1; omit to use the card's
 labels = ["person"]             # keep only these labels of the card
 
@@ -333,7 +333,7 @@ impl Config {
     }
 
     /// A complete, commented example config, the same as in `docs/config.md`. Its model card
-    /// path, `models/ssd-mobilenet-v2-coco.toml`, resolves when the config sits at the root of the
+    /// path, `models/ssd-mobilenet-v2-coco-person-int8.toml`, resolves when the config sits at the root of the
     /// ocellus repository.
     pub fn example() -> &'static str {
         EXAMPLE

@@ -110,6 +110,8 @@ fn base_and_example_parse() {
     assert_eq!(c.mqtt.client_id, "ocellus-store-12-entrance");
     let ex = Config::parse(Config::example(), &repo().join("ocellus.example.toml")).unwrap();
     assert_eq!(ex.model.labels.as_deref(), Some(&["person".to_owned()][..]));
+    // the example runs the INT8 person detector, as the demo does
+    assert_eq!(ex.model.card.name, "ssd-mobilenet-v2-coco-person-int8");
     assert_eq!(ex.rules.lines.len(), 1);
     assert_eq!(ex.rules.zones.len(), 1);
     assert_eq!(ex.runtime.threads, Some(2));
