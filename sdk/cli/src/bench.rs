@@ -84,6 +84,8 @@ struct Report {
     /// named with --baseline): its pipeline, and its own child `ocellus run`.
     baseline_side_by_side: Option<SideBySide>,
     frame_to_event_ms_p99: Option<f64>,
+    /// CPU time per frame of the pipeline pass, by thread (and the ffmpeg decoder)
+    pipeline_threads: Vec<ThreadCpu>,
     pipeline_events: u64,
     detect_fps: f64,
     /// detect_fps / raw_inference_fps
@@ -102,6 +104,7 @@ struct SideBySide {
     model_file_mib: Option<f64>,
     pipeline_fps: f64,
     pipeline_events: u64,
+    pipeline_threads: Vec<ThreadCpu>,
     first_inference_ms: Option<f64>,
     startup_ms: Option<f64>,
     rss_peak_mib: Option<f64>,
@@ -328,25 +331,95 @@ fn warm_up(
     Ok(())
 }
 
-/// The whole pipeline on the same frames, from the file, with the same detector and threads.
-fn pipeline_pass(
+/// A pipeline pass's summary and where its CPU time went.
+type PassFigures = (ocellus::pipeline::Summary, Vec<ThreadCpu>);
+
+/// CPU time of one group of threads over a pipeline pass, per frame.
+#[derive(Serialize, Clone)]
+struct ThreadCpu {
+    thread: String,
+    cpu_ms_per_frame: f64,
+}
+
+/// How often the threads' CPU times are read during a pass: the pipeline's threads end with it,
+/// so their last reading stands for their total.
+const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// The whole pipeline on the same frames, from the file, with the same detector and threads; and
+/// the CPU time each of this process's threads (and the ffmpeg decoder) spent on it, grouped by
+/// what they do, in ms per frame.
+fn pipeline_pass_by_thread(
     video: &Path,
     frames: usize,
     det: &mut Detector,
-) -> ocellus::Result<ocellus::pipeline::Summary> {
-    let source = ocellus::source::FfmpegSource::open(&video.to_string_lossy(), None, false)?;
-    let rules = crate::run::demo_rules();
-    let rules = ocellus::rules::Rules::new(rules.lines, rules.zones, rules.config)?;
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    // the tracker as a deployment couples it to the detector's threshold
-    ocellus::Pipeline::builder()
-        .source(source)
-        .borrowed_detector(det)
-        .rules(rules)
-        .device("bench")
-        .max_frames(frames as u64)
-        .build()?
-        .run(&stop)
+) -> ocellus::Result<(ocellus::pipeline::Summary, Vec<ThreadCpu>)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let before = crate::procinfo::thread_cpu();
+    let children_before = crate::procinfo::children_cpu();
+    let done = AtomicBool::new(false);
+    let (summary, last) = std::thread::scope(|scope| {
+        let sampler = std::thread::Builder::new()
+            .name("bench-sampler".into())
+            .spawn_scoped(scope, || {
+                let mut last = crate::procinfo::thread_cpu();
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(SAMPLE_EVERY);
+                    last.extend(crate::procinfo::thread_cpu());
+                }
+                last.extend(crate::procinfo::thread_cpu());
+                last
+            });
+        let summary = (|| {
+            let source =
+                ocellus::source::FfmpegSource::open(&video.to_string_lossy(), None, false)?;
+            let rules = crate::run::demo_rules();
+            let rules = ocellus::rules::Rules::new(rules.lines, rules.zones, rules.config)?;
+            let stop = AtomicBool::new(false);
+            // the tracker as a deployment couples it to the detector's threshold
+            ocellus::Pipeline::builder()
+                .source(source)
+                .borrowed_detector(det)
+                .rules(rules)
+                .device("bench")
+                .max_frames(frames as u64)
+                .build()?
+                .run(&stop)
+        })();
+        done.store(true, Ordering::Relaxed);
+        let last = match sampler {
+            Ok(s) => s.join().unwrap_or_default(),
+            Err(_) => Default::default(),
+        };
+        (summary, last)
+    });
+    let summary = summary?;
+    let n = summary.frames_processed.max(1) as f64;
+    let me = std::process::id();
+    let mut groups: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+    for (tid, (name, cpu)) in &last {
+        let spent = cpu - before.get(tid).map_or(0.0, |(_, c)| *c);
+        let group = match name.as_str() {
+            _ if *tid == me => "main: outputs → detections, tracker, rules",
+            "ocellus-capture" => "ocellus-capture: read frames, preprocess",
+            "ocellus-infer" => "ocellus-infer: ONNX Runtime (its calling thread)",
+            "ocellus-ffmpeg-s" | "ocellus-ffmpeg-stderr" => "ffmpeg's stderr reader",
+            "bench-sampler" => continue,
+            _ => "other threads: ONNX Runtime's pool",
+        };
+        *groups.entry(group).or_default() += spent.max(0.0);
+    }
+    groups.insert(
+        "ffmpeg (child process): decode, convert to RGB",
+        (crate::procinfo::children_cpu() - children_before).max(0.0),
+    );
+    let threads = groups
+        .into_iter()
+        .map(|(thread, s)| ThreadCpu {
+            thread: thread.to_owned(),
+            cpu_ms_per_frame: s * 1e3 / n,
+        })
+        .collect();
+    Ok((summary, threads))
 }
 
 /// The timed passes: A (raw vs detect, and the baseline's raw) on the first half of the clip,
@@ -358,19 +431,15 @@ fn timed_passes(
     det: &mut Detector,
     mut baseline: Option<&mut Detector>,
     side_by_side: bool,
-) -> ocellus::Result<(
-    Measure,
-    ocellus::pipeline::Summary,
-    Option<ocellus::pipeline::Summary>,
-)> {
+) -> ocellus::Result<(Measure, PassFigures, Option<PassFigures>)> {
     // A: raw vs detect (and the baseline's raw) on the first half
     let half = clip.len().div_ceil(2);
     let mut m = Measure::default();
     m.blocks(det, baseline.as_deref_mut(), &clip[..half])?;
-    let summary = pipeline_pass(video, clip.len(), det)?;
+    let summary = pipeline_pass_by_thread(video, clip.len(), det)?;
     let baseline_summary = match baseline.as_deref_mut() {
         Some(b) if side_by_side => {
-            let s = pipeline_pass(video, clip.len(), b)?;
+            let s = pipeline_pass_by_thread(video, clip.len(), b)?;
             let threshold = ocellus::Inference::score_threshold(&*b);
             ocellus::Inference::set_report_floor(b, threshold);
             Some(s)
@@ -390,7 +459,7 @@ fn timed_passes(
 fn side_by_side_figures(
     onnxruntime: Option<PathBuf>,
     args: &ModelArgs,
-    (card, summary, file_mib): (&ModelCard, &ocellus::pipeline::Summary, Option<f64>),
+    (card, (summary, threads), file_mib): (&ModelCard, &PassFigures, Option<f64>),
     (video, frames): (&Path, usize),
     child: bool,
 ) -> ocellus::Result<SideBySide> {
@@ -403,6 +472,7 @@ fn side_by_side_figures(
         model_file_mib: file_mib,
         pipeline_fps: summary.steady_fps(),
         pipeline_events: summary.event_count(),
+        pipeline_threads: threads.clone(),
         first_inference_ms: c.as_ref().and_then(|c| c.first_inference_ms),
         startup_ms: c.as_ref().and_then(|c| c.startup_ms),
         rss_peak_mib: c.as_ref().and_then(|c| c.rss_peak_mib),
@@ -437,7 +507,7 @@ pub(crate) fn run(
     let mut baseline = load_baseline(onnxruntime.clone(), baseline_card.as_ref(), args)?;
 
     warm_up(&clip, &mut det, baseline.as_mut().map(|(b, _)| b))?;
-    let (m, summary, baseline_summary) = timed_passes(
+    let (m, (summary, pipeline_threads), baseline_summary) = timed_passes(
         &clip,
         &video,
         &mut det,
@@ -515,6 +585,7 @@ pub(crate) fn run(
         child_pipeline_fps: child.as_ref().and_then(|c| c.steady_fps),
         baseline_side_by_side,
         frame_to_event_ms_p99: summary.frame_to_event_ms.quantile(0.99),
+        pipeline_threads,
         pipeline_events: summary.event_count(),
         detect_fps,
         detect_ratio: detect_fps / raw_fps,
@@ -651,8 +722,23 @@ fn print_text(r: &Report, video: &Path, child: bool) {
         "decode alone (outputs → detections):  {:9.3} ms p50",
         r.decode_ms_p50
     );
+    print_threads(r);
     if let (Some(b), Some(name)) = (&r.baseline_side_by_side, &r.baseline) {
         print_side_by_side(r, b, name);
+    }
+}
+
+/// Where the pipeline pass's CPU time went, thread by thread, against the time the machine had.
+fn print_threads(r: &Report) {
+    let total: f64 = r.pipeline_threads.iter().map(|t| t.cpu_ms_per_frame).sum();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "pipeline CPU per frame, by thread:    {total:9.2} ms in all; the machine had {:.2} ms a frame ({cores} cores at {:.1} fps)",
+        cores as f64 * 1e3 / r.pipeline_fps.max(1e-9),
+        r.pipeline_fps
+    );
+    for t in &r.pipeline_threads {
+        println!("  {:<52} {:7.2} ms", t.thread, t.cpu_ms_per_frame);
     }
 }
 
@@ -708,6 +794,20 @@ fn print_side_by_side(r: &Report, b: &SideBySide, baseline: &str) {
         0,
     );
     row("RSS peak, MiB", r.rss_peak_mib, b.rss_peak_mib, 1);
+    println!("  pipeline CPU per frame, ms, by thread:");
+    for t in &r.pipeline_threads {
+        let theirs = b
+            .pipeline_threads
+            .iter()
+            .find(|x| x.thread == t.thread)
+            .map(|x| x.cpu_ms_per_frame);
+        row(
+            &format!("  {}", t.thread.split(':').next().unwrap_or_default()),
+            Some(t.cpu_ms_per_frame),
+            theirs,
+            2,
+        );
+    }
 }
 
 /// What the child `ocellus run` reported in its `--summary`.

@@ -179,6 +179,20 @@ fn bench_sets_the_int8_detector_beside_its_fp32_parent() {
         assert!(side[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
     }
     assert!(v["raw_over_baseline_raw"].as_f64().is_some(), "{v}");
+    // where the pipeline's CPU went, thread by thread, for both models: inference is seen on its
+    // own thread and decoding in the ffmpeg child
+    for threads in [&v["pipeline_threads"], &side["pipeline_threads"]] {
+        let threads = threads.as_array().unwrap_or_else(|| panic!("{v}"));
+        let cpu = |prefix: &str| {
+            threads
+                .iter()
+                .find(|t| t["thread"].as_str().is_some_and(|n| n.starts_with(prefix)))
+                .and_then(|t| t["cpu_ms_per_frame"].as_f64())
+        };
+        assert!(cpu("ocellus-infer").is_some_and(|ms| ms > 0.0), "{v}");
+        assert!(cpu("ffmpeg").is_some_and(|ms| ms > 0.0), "{v}");
+        assert!(cpu("ocellus-capture").is_some(), "{v}");
+    }
     assert!(
         v["targets"]["startup_ms_max"].as_f64() == Some(250.0),
         "{v}"
