@@ -26,8 +26,8 @@ CRATES = {
         ["frame", "detection", "histogram", "ratelimit", "redact"],
         ["nms"],
         ["track"],
-        ["rules"],
-        ["event"],
+        ["rules", "mot"],
+        ["event", "eval"],
         ["source", "inference", "sink"],
         ["lib"],
     ]),
@@ -61,9 +61,9 @@ CRATES = {
     ]),
     "ocellus_cli": ("sdk/cli/src", [
         ["procinfo", "broker", "args"],
-        ["detect", "model_cmd", "sim"],
+        ["detect", "model_cmd", "sim", "tracks"],
         ["run"],
-        ["bench", "bench_delivery", "bench_imx500", "compare"],
+        ["bench", "bench_delivery", "bench_imx500", "compare", "eval"],
         ["main"],
     ]),
 }

@@ -37,10 +37,12 @@
 
 pub mod detection;
 pub mod error;
+pub mod eval;
 pub mod event;
 pub mod frame;
 pub mod histogram;
 pub mod inference;
+pub mod mot;
 pub mod nms;
 pub mod ratelimit;
 pub mod redact;
