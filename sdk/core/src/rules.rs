@@ -23,11 +23,17 @@
 //! * **Hysteresis.** A track *commits* to a side only when it is farther than
 //!   [`RulesConfig::line_hysteresis`] from the (infinite) line; positions inside that dead band
 //!   change nothing. A track's first committed position only sets its side (no event).
+//! * **Debounce.** A track commits to the side opposite its committed side only after
+//!   [`RulesConfig::line_debounce_frames`] consecutive observations there (beyond the dead band;
+//!   an observation back on the committed side starts the count again). A box whose bottom edge
+//!   jumps for a frame (a person half hidden by another, a detection of the upper body only)
+//!   therefore does not count twice; the crossing is reported in the frame that completes the
+//!   count.
 //! * **Crossing.** When a track commits to the side opposite its committed side, the line is
 //!   crossed if the movement from its *previous committed position* (the last position where it
-//!   was outside the dead band, on the old side) to its current position intersects the segment
-//!   `a`–`b` (the point where that movement meets the line lies between `a` and `b`, ends
-//!   included). Either way the track is now committed to the new side, so a crossing of the
+//!   was outside the dead band, on the old side) to its *first position on the new side*
+//!   intersects the segment `a`–`b` (the point where that movement meets the line lies between
+//!   `a` and `b`, ends included). Either way the track is now committed to the new side, so a crossing of the
 //!   line's extension outside the segment does not count, and crossing back later through the
 //!   segment counts in the other direction. Tracks that are not observed for a while (lost, then
 //!   found again by the tracker) are judged on their last committed position, so a crossing
@@ -205,6 +211,10 @@ pub struct RulesConfig {
     pub line_hysteresis: f32,
     /// Consecutive observed frames inside (outside) a zone before it counts as entered (exited).
     pub zone_debounce_frames: u32,
+    /// Consecutive observations on the new side of a line (beyond the hysteresis) before a
+    /// crossing counts; 1 counts at the first. Default 2: a one-frame jump of a box's bottom edge
+    /// across a line is not a crossing.
+    pub line_debounce_frames: u32,
 }
 
 impl Default for RulesConfig {
@@ -212,6 +222,7 @@ impl Default for RulesConfig {
         RulesConfig {
             line_hysteresis: 0.01,
             zone_debounce_frames: 2,
+            line_debounce_frames: 2,
         }
     }
 }
@@ -222,6 +233,7 @@ pub struct Rules {
     lines: Vec<LineEngine>,
     zones: Vec<ZoneEngine>,
     hysteresis: f64,
+    line_debounce: u32,
     debounce: u32,
     cap: usize,
 }
@@ -229,7 +241,8 @@ pub struct Rules {
 impl Rules {
     /// Build the engine; errors name the rule and what is wrong.
     ///
-    /// Checks: `line_hysteresis` in `0..0.5`, `zone_debounce_frames` in `1..=100`; names match
+    /// Checks: `line_hysteresis` in `0..0.5`, `zone_debounce_frames` and `line_debounce_frames`
+    /// in `1..=100`; names match
     /// `[A-Za-z0-9._-]{1,64}` (they become MQTT topic levels) and are unique across lines and
     /// zones; every coordinate is finite and within `0..=1`; a line's `a != b`; a polygon has at
     /// least 3 and at most [`MAX_ZONE_VERTICES`] vertices and a non-zero area; a zone's `dwell`,
@@ -251,6 +264,7 @@ impl Rules {
             lines: lines.into_iter().map(LineEngine::new).collect(),
             zones: zones.into_iter().map(ZoneEngine::new).collect(),
             hysteresis: f64::from(cfg.line_hysteresis),
+            line_debounce: cfg.line_debounce_frames,
             debounce: cfg.zone_debounce_frames,
             cap: MAX_TRACKS_PER_RULE,
         })
@@ -280,7 +294,7 @@ impl Rules {
                 frame,
                 &observed,
                 &ended_ids,
-                self.hysteresis,
+                (self.hysteresis, self.line_debounce),
                 self.cap,
                 &mut out,
             );
@@ -470,6 +484,8 @@ impl Segment {
 struct LineTrack {
     /// Committed side (`true`: `s > 0`) and the last position committed on it.
     committed: Option<(bool, Point)>,
+    /// Observations on the other side not yet debounced: the first of them and how many.
+    pending: Option<(Point, u32)>,
     last_seen: u64,
 }
 
@@ -497,7 +513,7 @@ impl LineEngine {
         frame: u64,
         observed: &[(&Track, Point)],
         ended: &BTreeSet<u64>,
-        hysteresis: f64,
+        (hysteresis, debounce): (f64, u32),
         cap: usize,
         out: &mut Vec<RuleEvent>,
     ) {
@@ -514,6 +530,7 @@ impl LineEngine {
             }
             let state = self.tracks.entry(track.id).or_insert(LineTrack {
                 committed: None,
+                pending: None,
                 last_seen: frame,
             });
             state.last_seen = frame;
@@ -522,10 +539,23 @@ impl LineEngine {
                 continue;
             }
             let positive = dist > 0.0;
-            if let Some((was_positive, from)) = state.committed
-                && was_positive != positive
-                && self.seg.within_extent(from, p)
-            {
+            let Some((was_positive, from)) = state.committed else {
+                state.committed = Some((positive, p));
+                continue;
+            };
+            if was_positive == positive {
+                state.committed = Some((positive, p));
+                state.pending = None;
+                continue;
+            }
+            let (first, seen) = state
+                .pending
+                .map_or((p, 1), |(q, n)| (q, n.saturating_add(1)));
+            if seen < debounce {
+                state.pending = Some((first, seen));
+                continue;
+            }
+            if self.seg.within_extent(from, first) {
                 let direction = if positive {
                     Direction::AToB
                 } else {
@@ -538,6 +568,7 @@ impl LineEngine {
                 ));
             }
             state.committed = Some((positive, p));
+            state.pending = None;
         }
         for id in ended {
             self.tracks.remove(id);
@@ -850,6 +881,13 @@ fn validate_config(cfg: &RulesConfig) -> Result<()> {
     if !(1..=MAX_DEBOUNCE_FRAMES).contains(&d) {
         return Err(invalid(
             "rules.zone_debounce_frames".to_owned(),
+            format!("{d} is outside 1..={MAX_DEBOUNCE_FRAMES}"),
+        ));
+    }
+    let d = cfg.line_debounce_frames;
+    if !(1..=MAX_DEBOUNCE_FRAMES).contains(&d) {
+        return Err(invalid(
+            "rules.line_debounce_frames".to_owned(),
             format!("{d} is outside 1..={MAX_DEBOUNCE_FRAMES}"),
         ));
     }

@@ -10,69 +10,14 @@
 //! and commit the diff with the reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ocellus_core::rules::{Direction, LineRule, RuleEvent, RuleEventKind, RulesConfig, ZoneRule};
-use ocellus_core::{Detection, Rules, Tracker, TrackerConfig};
+use ocellus_core::{Rules, Tracker, TrackerConfig};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+mod common;
 
-/// One recorded frame: its number, media time and detections.
-struct Recorded {
-    frame: u64,
-    t: Duration,
-    detections: Vec<Detection>,
-}
-
-/// The fixture's header: how the detections were made.
-#[derive(Debug, serde::Deserialize)]
-struct Header {
-    source: String,
-    card: String,
-    labels: Vec<String>,
-    threshold: f32,
-    floor: f32,
-    frames: u64,
-}
-
-#[derive(serde::Deserialize)]
-struct Line {
-    f: u64,
-    t_ms: u64,
-    d: Vec<[f32; 5]>,
-}
-
-fn load() -> (Header, Vec<Recorded>) {
-    let path = fixtures().join("vtest-detections.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header: Header = serde_json::from_str(lines.next().expect("a header line")).unwrap();
-    let label: Arc<str> = Arc::from("person");
-    let frames = lines
-        .map(|l| {
-            let l: Line = serde_json::from_str(l).unwrap();
-            Recorded {
-                frame: l.f,
-                t: Duration::from_millis(l.t_ms),
-                detections: l
-                    .d
-                    .iter()
-                    .map(|&[score, x0, y0, x1, y1]| Detection {
-                        label: label.clone(),
-                        class_id: 1,
-                        score,
-                        bbox: [x0, y0, x1, y1],
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    (header, frames)
-}
+use common::{Recorded, fixtures, load};
 
 /// The rules of `ocellus demo` (sdk/cli/src/run.rs, `demo_rules`).
 fn demo_rules() -> Rules {

@@ -95,6 +95,8 @@ fn cfg(debounce: u32) -> RulesConfig {
     RulesConfig {
         line_hysteresis: 0.01,
         zone_debounce_frames: debounce,
+        // most tests here are about geometry: a crossing counts at the first frame past a line
+        line_debounce_frames: 1,
     }
 }
 
@@ -868,6 +870,7 @@ fn valid_rules_are_accepted() {
         RulesConfig {
             line_hysteresis: 0.0,
             zone_debounce_frames: 100,
+            line_debounce_frames: 100,
         },
     )
     .unwrap();
@@ -995,7 +998,7 @@ fn bad_config_is_rejected() {
             Vec::new(),
             RulesConfig {
                 line_hysteresis: h,
-                zone_debounce_frames: 2,
+                ..RulesConfig::default()
             },
         ));
         assert_eq!(path, "rules.line_hysteresis");
@@ -1005,10 +1008,72 @@ fn bad_config_is_rejected() {
             Vec::new(),
             Vec::new(),
             RulesConfig {
-                line_hysteresis: 0.01,
                 zone_debounce_frames: d,
+                ..RulesConfig::default()
             },
         ));
         assert_eq!(path, "rules.zone_debounce_frames");
+        let (path, _) = err_of(Rules::new(
+            Vec::new(),
+            Vec::new(),
+            RulesConfig {
+                line_debounce_frames: d,
+                ..RulesConfig::default()
+            },
+        ));
+        assert_eq!(path, "rules.line_debounce_frames");
     }
+}
+
+/// With the default line debounce, a box bottom that jumps across the line for one frame (an
+/// upper-body detection, a person half hidden) counts nothing; a real crossing counts once, at
+/// the second frame on the new side, judged from the first one.
+#[test]
+fn line_debounce_ignores_a_one_frame_jump_and_counts_a_crossing_late() {
+    let mut rules = Rules::new(
+        vec![line("door", [0.1, 0.5], [0.9, 0.5])],
+        Vec::new(),
+        RulesConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(RulesConfig::default().line_debounce_frames, 2);
+    // above, a one-frame jump below, above again: nothing
+    let jitter = [
+        (0.5, 0.4),
+        (0.5, 0.45),
+        (0.5, 0.56),
+        (0.5, 0.45),
+        (0.5, 0.44),
+    ];
+    assert!(brief(&walk(&mut rules, 0, 1, &jitter)).is_empty());
+    // then a real crossing: below for two frames
+    let events = walk(&mut rules, 5, 1, &[(0.5, 0.56), (0.5, 0.6), (0.5, 0.65)]);
+    assert_eq!(brief(&events), vec![crossed(6, "door", 1, Direction::AToB)]);
+    // with debounce 1 the jump would have counted twice
+    let mut eager = Rules::new(
+        vec![line("door", [0.1, 0.5], [0.9, 0.5])],
+        Vec::new(),
+        cfg(2),
+    )
+    .unwrap();
+    assert_eq!(walk(&mut eager, 0, 1, &jitter).len(), 2);
+}
+
+/// The crossing is judged from the first position past the line: a track that crosses inside
+/// the segment and then walks along beyond its end still counts; one that crosses the line's
+/// extension does not, however it walks afterwards.
+#[test]
+fn a_debounced_crossing_is_judged_where_it_happened() {
+    let rules = || {
+        Rules::new(
+            vec![line("door", [0.1, 0.5], [0.5, 0.5])],
+            Vec::new(),
+            RulesConfig::default(),
+        )
+        .unwrap()
+    };
+    let inside = [(0.45, 0.45), (0.45, 0.55), (0.7, 0.6)];
+    assert_eq!(walk(&mut rules(), 0, 1, &inside).len(), 1);
+    let outside = [(0.7, 0.45), (0.7, 0.55), (0.45, 0.6)];
+    assert!(walk(&mut rules(), 0, 1, &outside).is_empty());
 }

@@ -378,6 +378,8 @@ fn lost_tracks_do_not_fly_away() -> Result<()> {
 fn live_tracks_are_capped() -> Result<()> {
     let mut tracker = Tracker::new(TrackerConfig {
         confirm_hits: 1,
+        // the shifted grid must not be taken for the same people
+        recover_buffer: 0.0,
         ..TrackerConfig::default()
     })?;
     let grid = |offset: f32| -> Vec<Detection> {
@@ -458,6 +460,20 @@ fn invalid_config_is_rejected_with_field_name() {
         ),
         (
             TrackerConfig {
+                recover_buffer: -0.5,
+                ..base()
+            },
+            "tracker.recover_buffer",
+        ),
+        (
+            TrackerConfig {
+                recover_buffer: f32::NAN,
+                ..base()
+            },
+            "tracker.recover_buffer",
+        ),
+        (
+            TrackerConfig {
                 match_iou: 1.01,
                 ..base()
             },
@@ -499,4 +515,59 @@ fn invalid_config_is_rejected_with_field_name() {
         })
         .is_ok()
     );
+}
+
+/// A person seen walking steadily, then missed for two frames while they sped up (an occlusion):
+/// they reappear a box width and a half beyond where the motion model expects them, with no
+/// overlap at all. The recovery pass keeps the id; without it a new track (a new id) starts.
+#[test]
+fn a_track_is_recovered_past_the_prediction_by_buffered_iou() -> Result<()> {
+    let run = |buffer: f32| -> Result<Vec<u64>> {
+        let mut tracker = Tracker::new(TrackerConfig {
+            recover_buffer: buffer,
+            ..TrackerConfig::default()
+        })?;
+        let mut seen = Vec::new();
+        let mut x = 0.2;
+        for f in 0..12u64 {
+            if f == 6 || f == 7 {
+                x += 0.005;
+                continue; // missed
+            }
+            if f == 8 {
+                x += 1.5 * W + 0.015; // came out of the occlusion further on
+            }
+            x += 0.005;
+            let out = tracker.update(f, &[det(x, 0.5, 0.9)]);
+            seen.extend(ids(&out.observed));
+        }
+        seen.dedup();
+        Ok(seen)
+    };
+    assert_eq!(run(1.0)?, vec![1], "one person, one id");
+    assert_eq!(
+        run(0.0)?,
+        vec![1, 2],
+        "without the third pass the id changes"
+    );
+    Ok(())
+}
+
+/// The third pass never takes a detection another track matched normally, and never starts
+/// tracks: two people side by side keep their ids.
+#[test]
+fn recovery_does_not_steal_matched_detections() -> Result<()> {
+    let mut tracker = tracker()?;
+    for f in 0..10u64 {
+        let dx = 0.004 * f as f32;
+        let out = tracker.update(
+            f,
+            &[det(0.3 + dx, 0.5, 0.9), det(0.3 + 2.5 * W + dx, 0.5, 0.9)],
+        );
+        if f >= 2 {
+            assert_eq!(ids(&out.observed), vec![1, 2], "frame {f}");
+            assert!(center_x(&out.observed[0]) < center_x(&out.observed[1]));
+        }
+    }
+    Ok(())
 }

@@ -189,6 +189,7 @@ max_lost_frames = 30            # frames a track survives without being seen
 [rules]
 line_hysteresis = 0.01          # dead band around lines (normalised distance)
 zone_debounce_frames = 2        # frames inside (outside) before entering (leaving) counts
+line_debounce_frames = 2        # frames past a line before the crossing counts
 
 # Counts tracks crossing from a to b's left-hand side to its right-hand side as `a_to_b`
 # (for a horizontal line drawn left to right: from above it to below it), the other way as `b_to_a`.

@@ -26,6 +26,7 @@ use crate::rules::{
 pub(super) struct RawRules {
     line_hysteresis: Option<Spanned<f64>>,
     zone_debounce_frames: Option<Spanned<i64>>,
+    line_debounce_frames: Option<Spanned<i64>>,
     #[serde(default)]
     line: Vec<RawLine>,
     #[serde(default)]
@@ -89,7 +90,7 @@ pub(super) fn parse(
     })
 }
 
-/// `rules.line_hysteresis` and `rules.zone_debounce_frames`.
+/// `rules.line_hysteresis`, `rules.zone_debounce_frames` and `rules.line_debounce_frames`.
 fn settings(cx: &Cx<'_>, raw: &RawRules) -> Result<RulesConfig> {
     let mut config = RulesConfig::default();
     if let Some(h) = &raw.line_hysteresis {
@@ -105,6 +106,9 @@ fn settings(cx: &Cx<'_>, raw: &RawRules) -> Result<RulesConfig> {
     }
     if let Some(d) = &raw.zone_debounce_frames {
         config.zone_debounce_frames = int_in(cx, d, "rules.zone_debounce_frames", 1, 100)? as u32;
+    }
+    if let Some(d) = &raw.line_debounce_frames {
+        config.line_debounce_frames = int_in(cx, d, "rules.line_debounce_frames", 1, 100)? as u32;
     }
     Ok(config)
 }

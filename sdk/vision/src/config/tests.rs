@@ -261,6 +261,7 @@ interval_s = 5
         RulesConfig {
             line_hysteresis: 0.02,
             zone_debounce_frames: 3,
+            line_debounce_frames: 2,
         }
     );
     assert_eq!(
