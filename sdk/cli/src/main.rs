@@ -7,10 +7,12 @@ mod bench_imx500;
 mod broker;
 mod compare;
 mod detect;
+mod eval;
 mod model_cmd;
 mod procinfo;
 mod run;
 mod sim;
+mod tracks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +70,11 @@ enum Command {
         /// file as one JSON object (keys: docs/config.md).
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
+        /// Write every confirmed track box of every frame to this file in the MOTChallenge text
+        /// format (`frame,id,x,y,w,h,conf,-1,-1,-1`, frames from 1, pixels), for `ocellus eval`
+        /// or the field's scoring tools (docs/accuracy.md).
+        #[arg(long, value_name = "FILE")]
+        tracks: Option<PathBuf>,
     },
     /// The built-in demo: vtest.avi, the SSD person detector, a line and a zone, an in-process broker.
     Demo {
@@ -93,6 +100,9 @@ enum Command {
     /// sends (its tensors, not pixels) for `source.kind = "imx500"` to replay.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Score tracks (`run --tracks FILE`) against a MOTChallenge ground truth: MOTA, IDF1 and
+    /// the line-count error on random lines or a config's lines (docs/accuracy.md).
+    Eval(eval::EvalArgs),
     /// Validate a config file: errors name the key and the line.
     CheckConfig {
         /// The config file.
@@ -209,13 +219,14 @@ fn main() -> ExitCode {
             quiet,
             format,
             summary,
+            tracks,
         } => run::run(
             &config,
             frames,
             cli.onnxruntime,
             quiet,
             format,
-            summary.as_deref(),
+            (summary.as_deref(), tracks.as_deref()),
         ),
         Command::Demo {
             frames,
@@ -230,6 +241,7 @@ fn main() -> ExitCode {
             format,
         } => bench_delivery::run(events, broker, fsync_ms, format),
         Command::CheckConfig { config } => run::check_config(&config),
+        Command::Eval(args) => eval::run(&args),
         Command::Model(model_cmd::ModelCommand::Compare(args)) => {
             compare::run(cli.onnxruntime, &args)
         }

@@ -407,15 +407,17 @@ fn execute(
     frames: Option<u64>,
     print_events: bool,
     format: Format,
-    summary: Option<&Path>,
+    (summary, tracks): (Option<&Path>, Option<&Path>),
 ) -> ocellus::Result<u8> {
     let summary_file = summary.map(SummaryFile::create).transpose()?;
+    let track_file = tracks.map(crate::tracks::TrackFile::create).transpose()?;
     let (device, model) = (d.device.clone(), d.card.name.clone());
     let stop = stop_flag()?;
     let queue_dir = d.mqtt.queue.dir.clone();
     let bar = std::cell::RefCell::new(ProgressBar::new());
     let opts = Options {
         max_frames: frames,
+        tracks: track_file.as_ref().map(crate::tracks::TrackFile::tap),
         ..Default::default()
     };
     let report = d.run(
@@ -445,7 +447,8 @@ fn execute(
     print_summary(&report, &figures);
     let summary_written = summary_file
         .map(|f| f.write(&RunSummary::new(&device, &model, &report, &figures)))
-        .unwrap_or(true);
+        .unwrap_or(true)
+        & track_file.is_none_or(crate::tracks::TrackFile::finish);
     // a source that could not deliver a single frame is a failed start, not a run
     if let (0, Some(e)) = (
         report.pipeline.frames_processed,
@@ -495,7 +498,7 @@ pub(crate) fn run(
     onnxruntime: Option<PathBuf>,
     quiet: bool,
     format: Format,
-    summary: Option<&Path>,
+    (summary, tracks): (Option<&Path>, Option<&Path>),
 ) -> ocellus::Result<u8> {
     let cfg = Config::load(config)?;
     let mut d = Deployment::from_config(&cfg);
@@ -515,7 +518,7 @@ pub(crate) fn run(
         },
         d.mqtt.queue.dir.display()
     );
-    execute(d, frames, !quiet, format, summary)
+    execute(d, frames, !quiet, format, (summary, tracks))
 }
 
 pub(crate) fn check_config(config: &Path) -> ocellus::Result<u8> {
@@ -639,7 +642,7 @@ pub(crate) fn demo(
         d.mqtt.broker()
     );
     eprintln!("  watch with: mosquitto_sub -h {host} -p {port} -t 'ocellus/#' -v");
-    execute(d, frames, true, Format::Text, summary)
+    execute(d, frames, true, Format::Text, (summary, None))
 }
 
 /// A directory removed when dropped.

@@ -50,7 +50,7 @@ pub mod snapshot;
 pub mod source;
 
 pub use ocellus_core as core;
-pub use ocellus_core::{event, histogram, nms, ratelimit, redact, rules, sink, track};
+pub use ocellus_core::{eval, event, histogram, mot, nms, ratelimit, redact, rules, sink, track};
 pub use ocellus_delivery as delivery;
 pub use ocellus_delivery::{cloud, publish, spool, transport};
 
@@ -64,7 +64,7 @@ pub use ocellus_core::{
     RgbFrame, RgbView, Rules, RulesConfig, Source, SourceStats, Tracker, TrackerConfig,
 };
 pub use ocellus_delivery::{MqttSettings, Publisher};
-pub use pipeline::{Pipeline, PipelineBuilder};
+pub use pipeline::{Pipeline, PipelineBuilder, TrackTap, TracksSeen};
 pub use runtime::Runtime;
 
 /// Open and decode an image file as 8-bit RGB, with the decoder's limits (a header that claims a

@@ -64,7 +64,7 @@ use crate::event::EventType;
 use crate::infer::Detector;
 use crate::rules::{Rules, RulesConfig};
 use crate::source::{Source, SourceStats};
-use crate::track::{Tracker, TrackerConfig};
+use crate::track::{Tracker, TrackerConfig, TrackerOutput};
 
 /// Frames waiting for inference (live sources drop the oldest beyond this).
 pub const FRAME_QUEUE: usize = 1;
@@ -158,6 +158,8 @@ pub struct Options {
     pub live: Option<Arc<LiveCounters>>,
     /// Changes made while it runs (new rules, snapshot requests), e.g. from a cloud hub.
     pub control: Option<Arc<LiveControl>>,
+    /// Sees every frame's tracks (to write them out, or draw them).
+    pub tracks: Option<TrackTap>,
 }
 
 /// Changes to a running pipeline, from another thread. The pipeline looks at it once per frame.
@@ -327,6 +329,46 @@ pub struct PipelineBuilder<'a> {
     options: Options,
 }
 
+/// What [`PipelineBuilder::on_tracks`] is shown after every frame.
+#[derive(Debug, Clone, Copy)]
+pub struct TracksSeen<'t> {
+    /// The frame's sequence number (from 0, as the source numbers frames).
+    pub seq: u64,
+    /// Its media time.
+    pub t: std::time::Duration,
+    /// Its size in pixels, when the source delivered pixels (an on-sensor source may not).
+    pub size: Option<(u32, u32)>,
+    /// The tracker's output for it: the confirmed tracks observed and the tracks that ended.
+    pub tracks: &'t TrackerOutput,
+}
+
+/// A callback that sees every frame's tracks ([`Options::tracks`], [`PipelineBuilder::on_tracks`]),
+/// shareable so that [`Options`] stays `Clone`.
+#[derive(Clone)]
+pub struct TrackTap(Arc<Mutex<TrackFn>>);
+
+/// The callback inside a [`TrackTap`].
+type TrackFn = dyn FnMut(&TracksSeen<'_>) + Send;
+
+impl TrackTap {
+    /// Wrap a callback.
+    pub fn new(f: impl FnMut(&TracksSeen<'_>) + Send + 'static) -> Self {
+        TrackTap(Arc::new(Mutex::new(f)))
+    }
+
+    pub(crate) fn call(&self, seen: &TracksSeen<'_>) {
+        if let Ok(mut f) = self.0.lock() {
+            f(seen);
+        }
+    }
+}
+
+impl std::fmt::Debug for TrackTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrackTap")
+    }
+}
+
 impl Default for PipelineBuilder<'_> {
     fn default() -> Self {
         PipelineBuilder {
@@ -406,6 +448,15 @@ impl<'a> PipelineBuilder<'a> {
     /// The device id events carry (default `ocellus`).
     pub fn device(mut self, device: &str) -> Self {
         self.device = Arc::from(device);
+        self
+    }
+
+    /// Call `f` after every frame with the tracker's output, on the analytics thread, before the
+    /// rules see it: to write tracks out (`ocellus run --tracks` writes the MOTChallenge format
+    /// with [`ocellus_core::mot::write_observed`]) or to draw them. Keep it quick: the pipeline
+    /// waits for it.
+    pub fn on_tracks(mut self, f: impl FnMut(&TracksSeen<'_>) + Send + 'static) -> Self {
+        self.options.tracks = Some(TrackTap::new(f));
         self
     }
 

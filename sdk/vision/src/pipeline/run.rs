@@ -27,6 +27,7 @@ struct FrameMeta {
     t: Duration,
     read_at: Instant,
     bytes: u64,
+    size: Option<(u32, u32)>,
 }
 
 /// What the capture stage hands to inference.
@@ -129,6 +130,7 @@ pub(super) fn run(
         frames_back,
         failed_log: Throttle::default(),
         last: (0, Duration::ZERO, SystemTime::now(), Instant::now()),
+        on_tracks: options.tracks.clone(),
     };
 
     std::thread::scope(|scope| -> Result<()> {
@@ -232,6 +234,7 @@ impl Capture<'_, '_> {
                 t: frame.t,
                 read_at: Instant::now(),
                 bytes: frame.pixel_bytes() as u64,
+                size: frame.image.as_ref().map(|i| (i.width(), i.height())),
             };
             let item = match (self.pre.as_deref_mut(), frame.image) {
                 (Some(pre), Some(image)) => {
@@ -403,6 +406,7 @@ struct Analytics<'s, 'a> {
     failed_log: Throttle,
     /// The last frame seen: (seq, media time, capture time, read at), for the end of the run.
     last: (u64, Duration, SystemTime, Instant),
+    on_tracks: Option<super::TrackTap>,
 }
 
 impl Analytics<'_, '_> {
@@ -423,6 +427,14 @@ impl Analytics<'_, '_> {
             }
         };
         let out = self.tracker.update(d.seq, &dets);
+        if let Some(tap) = &self.on_tracks {
+            tap.call(&super::TracksSeen {
+                seq: d.seq,
+                t: d.t,
+                size: d.size,
+                tracks: &out,
+            });
+        }
         if let Some(image) = image {
             self.snapshot(d.seq, &image, &dets, &out);
             // a frame of the caller's inference goes back to the source
