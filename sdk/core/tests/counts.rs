@@ -1,0 +1,261 @@
+//! Counts you can prove. vtest.avi is the PETS 2009 S2.L1 sequence (View 001), whose public
+//! MOTChallenge ground truth (2D MOT 2015, train split) says where every person was. The
+//! recorded detections of all 795 frames (`fixtures/vtest-detections.jsonl`) go through the
+//! tracker, and its tracks are scored:
+//!
+//! * **line counts**, on 24 lines placed at random where people walk (seed 18, see
+//!   `ocellus_core::eval::random_lines`), against the crossings the ground truth's boxes make,
+//!   counted by the same rules engine. The lines and those true crossings are derived figures,
+//!   committed in `fixtures/pets09-s2l1-counts.json`; the ground truth itself is not (its licence
+//!   is CC BY-NC-SA 3.0), so this test needs nothing but the repository;
+//! * **MOTA and IDF1**, which need the ground truth's boxes: the test reads them from
+//!   `$OCELLUS_MOT_GT`, or `~/.local/share/ocellus/ground-truth/PETS09-S2L1/gt.txt` (where
+//!   docs/accuracy.md says to put MOTChallenge's file), checks its sha256, and says so loudly when
+//!   it is absent.
+//!
+//! Neither may get worse than the figures recorded in the fixture. When tracking improves,
+//! `OCELLUS_BLESS=1 cargo test -p ocellus-core --test counts` (with the ground truth present)
+//! records the new figures; commit them with the reason.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use ocellus_core::eval::{self, Crossings, TrackingMetrics};
+use ocellus_core::mot::{self, Sequence};
+use ocellus_core::rules::{LineRule, RulesConfig};
+use ocellus_core::{Tracker, TrackerConfig, TrackerOutput};
+use sha2::Digest;
+
+mod common;
+
+/// The MOTChallenge file this test scores against (2DMOT2015 train, PETS09-S2L1, gt/gt.txt).
+const GT_SHA256: &str = "9759f51a2429b17e1f4dfdd76cf9731ca02097069298914b51d35bb9045baf1d";
+/// PETS09-S2L1's frame size (its seqinfo.ini).
+const WIDTH: u32 = 768;
+const HEIGHT: u32 = 576;
+/// The seed and number of the random lines.
+const SEED: u64 = 18;
+const LINES: usize = 24;
+/// Slack on recorded floating-point figures (they are printed with 4 decimals).
+const SLACK: f64 = 1e-4;
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Derived {
+    about: String,
+    ground_truth_sha256: String,
+    seed: u64,
+    lines: Vec<DerivedLine>,
+    recorded: Recorded,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DerivedLine {
+    name: String,
+    a: [f32; 2],
+    b: [f32; 2],
+    /// True crossings `[a_to_b, b_to_a]`.
+    truth: Crossings,
+}
+
+/// The figures the tracker may not fall below (above, for the error).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    line_abs_error: u64,
+    true_crossings: u64,
+    line_error: f64,
+    mota: f64,
+    idf1: f64,
+}
+
+fn derived_path() -> PathBuf {
+    common::fixtures().join("pets09-s2l1-counts.json")
+}
+
+fn derived() -> Derived {
+    let path = derived_path();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn rules_of(d: &Derived) -> Vec<LineRule> {
+    d.lines
+        .iter()
+        .map(|l| LineRule {
+            name: l.name.clone(),
+            a: l.a,
+            b: l.b,
+            labels: Vec::new(),
+        })
+        .collect()
+}
+
+/// The tracker's confirmed, observed boxes over the recorded detections, MOT frame numbers.
+fn tracks() -> Sequence {
+    let (header, frames) = common::load();
+    let (_floor, cfg) = TrackerConfig::default().coupled_to(header.threshold);
+    let mut tracker = Tracker::new(cfg).unwrap();
+    let mut seq = Sequence::new();
+    for r in &frames {
+        let out: TrackerOutput = tracker.update(r.frame, &r.detections);
+        let mut boxes: Vec<(u64, [f32; 4])> = out.observed.iter().map(|t| (t.id, t.bbox)).collect();
+        boxes.sort_by_key(|(id, _)| *id);
+        seq.insert(r.frame + 1, boxes);
+    }
+    seq
+}
+
+/// The ground truth, if this machine has it (and it is the right file).
+fn ground_truth() -> Option<Sequence> {
+    let path = std::env::var_os("OCELLUS_MOT_GT")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| {
+                PathBuf::from(h).join(".local/share/ocellus/ground-truth/PETS09-S2L1/gt.txt")
+            })
+        })?;
+    let Ok(bytes) = std::fs::read(&path) else {
+        eprintln!(
+            "NOTE: no MOTChallenge ground truth at {} ($OCELLUS_MOT_GT): MOTA and IDF1 are not \
+             checked on this machine (docs/accuracy.md says where to get it)",
+            path.display()
+        );
+        return None;
+    };
+    let sum = format!("{:x}", sha2::Sha256::digest(&bytes));
+    assert_eq!(
+        sum,
+        GT_SHA256,
+        "{} is not PETS09-S2L1's gt.txt",
+        path.display()
+    );
+    let rows = mot::parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
+    Some(mot::sequence(&rows, WIDTH, HEIGHT, &[]))
+}
+
+fn line_figures(d: &Derived, seq: &Sequence) -> (Vec<Crossings>, u64, u64, f64) {
+    let counted = eval::line_counts(seq, &rules_of(d), &RulesConfig::default()).unwrap();
+    let truth: Vec<Crossings> = d.lines.iter().map(|l| l.truth).collect();
+    let (abs, total, err) = eval::line_error(&truth, &counted);
+    (counted, abs, total, err)
+}
+
+fn print_lines(d: &Derived, counted: &[Crossings]) {
+    for (l, c) in d.lines.iter().zip(counted) {
+        eprintln!(
+            "  {} a→b {:>3} of {:>3}   b→a {:>3} of {:>3}",
+            l.name, c[0], l.truth[0], c[1], l.truth[1]
+        );
+    }
+}
+
+#[test]
+fn line_counts_on_random_lines_are_no_worse_than_recorded() {
+    let d = derived();
+    assert_eq!(d.seed, SEED);
+    assert_eq!(d.lines.len(), LINES);
+    let total: u64 = d.lines.iter().map(|l| l.truth[0] + l.truth[1]).sum();
+    assert_eq!(total, d.recorded.true_crossings);
+    assert!(
+        total >= 100,
+        "the lines are where people walk: {total} true crossings"
+    );
+    let (counted, abs, _, err) = line_figures(&d, &tracks());
+    eprintln!(
+        "line error {abs} of {total} crossings = {:.1} % (recorded {:.1} %)",
+        100.0 * err,
+        100.0 * d.recorded.line_error
+    );
+    print_lines(&d, &counted);
+    assert!(
+        abs <= d.recorded.line_abs_error,
+        "the line counts got worse: {abs} crossings off, recorded {}",
+        d.recorded.line_abs_error
+    );
+}
+
+#[test]
+fn tracking_metrics_against_the_ground_truth_are_no_worse_than_recorded() {
+    let Some(truth) = ground_truth() else {
+        return;
+    };
+    let seq = tracks();
+    let m: TrackingMetrics = eval::tracking_metrics(&truth, &seq, 0.5).unwrap();
+    eprintln!("{m:#?}");
+    // 4 650 boxes, of which 174 are marked 0 (ignore), as MOTChallenge's tools read them
+    assert_eq!(
+        (m.gt_boxes, m.gt_ids),
+        (4476, 19),
+        "the whole sequence is scored"
+    );
+    if std::env::var_os("OCELLUS_BLESS").is_some() {
+        bless(&truth, &seq, &m);
+    }
+    let d = derived();
+    // the committed crossings are the ground truth's
+    let lines = rules_of(&d);
+    let from_truth = eval::line_counts(&truth, &lines, &RulesConfig::default()).unwrap();
+    let committed: Vec<Crossings> = d.lines.iter().map(|l| l.truth).collect();
+    assert_eq!(
+        from_truth, committed,
+        "fixture crossings differ from the ground truth's"
+    );
+    assert!(
+        m.idf1 + SLACK >= d.recorded.idf1,
+        "IDF1 got worse: {:.4}, recorded {:.4}",
+        m.idf1,
+        d.recorded.idf1
+    );
+    assert!(
+        m.mota + SLACK >= d.recorded.mota,
+        "MOTA got worse: {:.4}, recorded {:.4}",
+        m.mota,
+        d.recorded.mota
+    );
+}
+
+/// Record the lines (from the ground truth's walkable area), their true crossings and the
+/// tracker's current figures.
+fn bless(truth: &Sequence, seq: &Sequence, m: &TrackingMetrics) {
+    let lines = eval::random_lines(LINES, SEED, &eval::feet(truth));
+    let crossings = eval::line_counts(truth, &lines, &RulesConfig::default()).unwrap();
+    let mut d = Derived {
+        about:
+            "Derived from MOTChallenge 2DMOT2015 train PETS09-S2L1 gt/gt.txt (CC BY-NC-SA 3.0): \
+                24 random lines (seed 18) and the crossings its boxes make; the ground truth \
+                itself is not in this repository. Written by OCELLUS_BLESS=1 cargo test -p \
+                ocellus-core --test counts."
+                .into(),
+        ground_truth_sha256: GT_SHA256.into(),
+        seed: SEED,
+        lines: lines
+            .iter()
+            .zip(&crossings)
+            .map(|(l, c)| DerivedLine {
+                name: l.name.clone(),
+                a: l.a,
+                b: l.b,
+                truth: *c,
+            })
+            .collect(),
+        recorded: Recorded {
+            line_abs_error: 0,
+            true_crossings: 0,
+            line_error: 0.0,
+            mota: round4(m.mota),
+            idf1: round4(m.idf1),
+        },
+    };
+    let (_, abs, total, err) = line_figures(&d, seq);
+    d.recorded.line_abs_error = abs;
+    d.recorded.true_crossings = total;
+    d.recorded.line_error = round4(err);
+    std::fs::write(
+        derived_path(),
+        serde_json::to_string_pretty(&d).unwrap() + "\n",
+    )
+    .unwrap();
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
