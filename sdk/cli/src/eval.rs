@@ -25,7 +25,8 @@ pub(crate) struct EvalArgs {
     /// ground truth's `gt/` directory).
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     size: Option<(u32, u32)>,
-    /// Count the lines of this config (and its `[rules]` settings) instead of random lines.
+    /// The config the tracks were made with: its `[rules]` settings count both sides, and its
+    /// lines, if it has any, replace the random lines.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Random lines placed where the ground truth's people walk.
@@ -143,21 +144,19 @@ pub(crate) fn run(args: &EvalArgs) -> ocellus::Result<u8> {
         return Err(input("no boxes to score against", "--gt", &args.gt));
     }
     let metrics = eval::tracking_metrics(&truth, &tracks, args.iou)?;
-    let (lines, rules_cfg, lines_from) = match &args.config {
+    // the rules settings (debounce, hysteresis) of the config the tracks were made with, so
+    // that both sides are counted as that run counted; its lines, when it has any
+    let (config_lines, rules_cfg) = match &args.config {
         Some(path) => {
             let cfg = Config::load(path)?;
-            if cfg.rules.lines.is_empty() {
-                return Err(input("has no [[rules.line]] to count", "rules.line", path));
-            }
-            (
-                cfg.rules.lines.clone(),
-                cfg.rules.config.clone(),
-                path.display().to_string(),
-            )
+            (cfg.rules.lines.clone(), cfg.rules.config.clone())
         }
-        None => (
+        None => (Vec::new(), RulesConfig::default()),
+    };
+    let (lines, lines_from) = match (&args.config, config_lines.is_empty()) {
+        (Some(path), false) => (config_lines, path.display().to_string()),
+        _ => (
             eval::random_lines(args.lines, args.seed, &eval::feet(&truth)),
-            RulesConfig::default(),
             format!("{} random lines, seed {}", args.lines, args.seed),
         ),
     };
