@@ -63,6 +63,7 @@ CRATES = {
         ["procinfo", "broker", "args"],
         ["detect", "model_cmd", "sim", "tracks"],
         ["run"],
+        ["annotate"],
         ["bench", "bench_delivery", "bench_imx500", "compare", "eval"],
         ["main"],
     ]),

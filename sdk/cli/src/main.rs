@@ -1,5 +1,6 @@
 //! The `ocellus` command-line program.
 
+mod annotate;
 mod args;
 mod bench;
 mod bench_delivery;
@@ -103,6 +104,9 @@ enum Command {
     /// Score tracks (`run --tracks FILE`) against a MOTChallenge ground truth: MOTA, IDF1 and
     /// the line-count error on random lines or a config's lines (docs/accuracy.md).
     Eval(eval::EvalArgs),
+    /// Replay a config's source through the pipeline into an MP4 or GIF: boxes, track ids and
+    /// trails, lines with running counts, zones with occupancy; people pixelated.
+    Annotate(annotate::AnnotateArgs),
     /// Validate a config file: errors name the key and the line.
     CheckConfig {
         /// The config file.
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
         } => bench_delivery::run(events, broker, fsync_ms, format),
         Command::CheckConfig { config } => run::check_config(&config),
         Command::Eval(args) => eval::run(&args),
+        Command::Annotate(args) => annotate::run(&args),
         Command::Model(model_cmd::ModelCommand::Compare(args)) => {
             compare::run(cli.onnxruntime, &args)
         }

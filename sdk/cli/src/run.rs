@@ -37,19 +37,19 @@ fn stop_flag() -> ocellus::Result<Arc<AtomicBool>> {
 }
 
 /// A one-line progress bar on stderr, for terminals only.
-struct ProgressBar {
+pub(crate) struct ProgressBar {
     enabled: bool,
     last_drawn: u64,
 }
 
 impl ProgressBar {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ProgressBar {
             enabled: std::io::stderr().is_terminal(),
             last_drawn: 0,
         }
     }
-    fn draw(&mut self, p: &Progress) {
+    pub(crate) fn draw(&mut self, p: &Progress) {
         if !self.enabled || (p.processed - self.last_drawn < 5 && Some(p.processed) != p.total) {
             return;
         }
@@ -74,7 +74,7 @@ impl ProgressBar {
         let _ = write!(err, "\r{line}\x1b[K");
         let _ = err.flush();
     }
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if self.enabled && self.last_drawn > 0 {
             eprintln!();
         }

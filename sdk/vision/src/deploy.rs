@@ -274,6 +274,40 @@ impl Deployment {
         })
     }
 
+    /// Run the configured source through the model, the tracker and the rules, connecting to
+    /// nothing and queueing nothing: what the run made is seen only by `opts.tracks` (frame by
+    /// frame, with its events) and the returned summary. For replays that draw or score what this
+    /// deployment would count (`ocellus annotate`).
+    ///
+    /// # Errors
+    /// As [`Deployment::run`] for the model, the rules and the source; no broker or queue errors.
+    pub fn replay(
+        self,
+        opts: &pipeline::Options,
+        stop: &AtomicBool,
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<Summary> {
+        let (stage, ..) = self.stage()?;
+        let rules = Rules::new(
+            self.rules.lines.clone(),
+            self.rules.zones.clone(),
+            self.rules.config.clone(),
+        )?;
+        let source = self.open_source()?;
+        let builder = Pipeline::builder().boxed_source(source);
+        let builder = match stage {
+            Staged::Host(detector) => builder.detector(*detector),
+            Staged::OnSensor(on_chip) => builder.inference(*on_chip),
+        };
+        builder
+            .tracker(self.tracker.clone())
+            .rules(rules)
+            .device(&self.device)
+            .options(opts.clone())
+            .build()?
+            .run_with_progress(stop, on_progress)
+    }
+
     /// Load the model, open the source, connect, and run until the source ends, `opts.max_frames`,
     /// or `stop` is set; then flush the events and publish the `offline` status.
     /// `on_event(event, accepted)` sees every event after it was offered to the publisher.

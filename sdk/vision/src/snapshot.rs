@@ -24,6 +24,18 @@ pub struct Scene<'a> {
     pub zones: &'a [ZoneRule],
 }
 
+/// What a replay adds to a [`Scene`] (`ocellus annotate`): short trails behind the tracks, and
+/// the text shown on each line and zone, such as their running counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Decorations<'a> {
+    /// Past foot points (bottom-centres) of tracks, normalised, oldest first.
+    pub trails: &'a [(u64, Vec<[f32; 2]>)],
+    /// The text of each of the scene's lines, in order (a line without one shows its name).
+    pub line_labels: &'a [String],
+    /// The text of each of the scene's zones, in order (a zone without one shows its name).
+    pub zone_labels: &'a [String],
+}
+
 /// An encoded snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -119,7 +131,13 @@ pub fn render(scene: &Scene<'_>, max_bytes: usize) -> Result<Snapshot> {
         } else {
             downscale(&base, w as usize, h as usize, sw as usize, sh as usize)
         };
-        draw_overlays(&mut img, sw as usize, sh as usize, scene);
+        draw_overlays(
+            &mut img,
+            sw as usize,
+            sh as usize,
+            scene,
+            &Decorations::default(),
+        );
         for q in QUALITIES {
             let jpeg = encode(&img, sw, sh, q)?;
             if jpeg.len() <= max_bytes {
@@ -144,6 +162,21 @@ pub fn render(scene: &Scene<'_>, max_bytes: usize) -> Result<Snapshot> {
         name: "snapshot".into(),
         message,
     })
+}
+
+/// Draw `scene` with `decorations` on a copy of its frame at full size, its people hidden first
+/// (see [`hide_regions`]) unless `hide` is false. For replays; [`render`] is for snapshots.
+///
+/// # Errors
+/// [`Error::Frame`] only if the frame's buffer does not match its size.
+pub fn draw(scene: &Scene<'_>, decorations: &Decorations<'_>, hide: bool) -> Result<RgbFrame> {
+    let (w, h) = (scene.frame.width(), scene.frame.height());
+    let mut img = scene.frame.data().to_vec();
+    if hide {
+        hide_in(&mut img, w as usize, h as usize, scene.hide);
+    }
+    draw_overlays(&mut img, w as usize, h as usize, scene, decorations);
+    RgbFrame::new(w, h, img).map_err(|e| Error::Frame(format!("drawing a frame: {e}")))
 }
 
 /// The sizes to try: the frame's, then halved until the long side would go under
@@ -473,10 +506,16 @@ fn clip_segment(a: [f32; 2], b: [f32; 2], max: [f32; 2]) -> Option<([f32; 2], [f
     Some((clamp(at(t0)), clamp(at(t1))))
 }
 
-/// Draw zones, lines and tracks on packed RGB `img` of `w`×`h`.
-fn draw_overlays(img: &mut [u8], w: usize, h: usize, scene: &Scene<'_>) {
+/// Draw zones, lines, trails and tracks on packed RGB `img` of `w`×`h`.
+fn draw_overlays(
+    img: &mut [u8],
+    w: usize,
+    h: usize,
+    scene: &Scene<'_>,
+    decorations: &Decorations<'_>,
+) {
     let mut c = Canvas::new(img, w, h);
-    for zone in scene.zones {
+    for (i, zone) in scene.zones.iter().enumerate() {
         let next = zone.polygon.iter().cycle().skip(1);
         if zone.polygon.len() >= 2 {
             for (&a, &b) in zone.polygon.iter().zip(next) {
@@ -485,24 +524,36 @@ fn draw_overlays(img: &mut [u8], w: usize, h: usize, scene: &Scene<'_>) {
         }
         if let Some(&first) = zone.polygon.first() {
             let (x, y) = c.label_at(first);
-            c.text(x, y, &zone.name, [0, 0, 0], ZONE_COLOUR);
+            let text = decorations.zone_labels.get(i).unwrap_or(&zone.name);
+            c.text(x, y, text, [0, 0, 0], ZONE_COLOUR);
         }
     }
-    for rule in scene.lines {
+    for (i, rule) in scene.lines.iter().enumerate() {
         c.line(rule.a, rule.b, LINE_COLOUR);
         let (x, y) = c.label_at(rule.a);
-        c.text(x, y, &rule.name, [0, 0, 0], LINE_COLOUR);
+        let text = decorations.line_labels.get(i).unwrap_or(&rule.name);
+        c.text(x, y, text, [0, 0, 0], LINE_COLOUR);
+    }
+    for (id, points) in decorations.trails {
+        let colour = track_colour(*id);
+        for pair in points.windows(2) {
+            c.line(pair[0], pair[1], colour);
+        }
     }
     for &(id, bbox) in scene.tracks {
-        let colour = TRACK_PALETTE
-            .get((id % TRACK_PALETTE.len() as u64) as usize)
-            .copied()
-            .unwrap_or(LINE_COLOUR);
+        let colour = track_colour(id);
         if let Some((x0, y0)) = c.rect(bbox, colour) {
             let ty = y0 - 10 * c.scale;
             c.text(x0, ty, &format!("#{id}"), [0, 0, 0], colour);
         }
     }
+}
+
+fn track_colour(id: u64) -> [u8; 3] {
+    TRACK_PALETTE
+        .get((id % TRACK_PALETTE.len() as u64) as usize)
+        .copied()
+        .unwrap_or(LINE_COLOUR)
 }
 
 #[cfg(test)]
@@ -836,6 +887,57 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_draws_trails_and_its_own_labels_and_hides_only_when_asked() {
+        let mut data = vec![0u8; 200 * 100 * 3];
+        // detail in the box to hide: a checkerboard of 1-pixel squares
+        for y in 40..80 {
+            for x in 20..60 {
+                if (x + y) % 2 == 0 {
+                    data[(y * 200 + x) * 3..(y * 200 + x) * 3 + 3].copy_from_slice(&[255; 3]);
+                }
+            }
+        }
+        let frame = RgbFrame::new(200, 100, data).unwrap();
+        let lines = [line("door", [0.1, 0.2], [0.9, 0.2])];
+        let trails = [(3u64, vec![[0.5, 0.9], [0.9, 0.9]])];
+        let long = ["door a>b 12 b>a 3".to_owned()];
+        let hide = [[0.1, 0.4, 0.3, 0.8]];
+        let s = Scene {
+            frame: &frame,
+            hide: &hide,
+            tracks: &[],
+            lines: &lines,
+            zones: &[],
+        };
+        let deco = Decorations {
+            trails: &trails,
+            line_labels: &long,
+            zone_labels: &[],
+        };
+        let shown = draw(&s, &deco, false).unwrap();
+        let hidden = draw(&s, &deco, true).unwrap();
+        // the trail, in the track's colour
+        assert_eq!(px(shown.data(), 200, 140, 90), track_colour(3));
+        // the label is the decoration's, longer than the name: drawn past where "door" ends
+        let plain = draw(&s, &Decorations::default(), false).unwrap();
+        let label_row = |img: &RgbFrame| {
+            (22..170)
+                .filter(|&x| (22..32).any(|y| px(img.data(), 200, x, y) == LINE_COLOUR))
+                .max()
+                .unwrap_or(0)
+        };
+        assert!(label_row(&shown) > label_row(&plain) + 40);
+        // the checkerboard stays unless hiding is asked for
+        let edges = |img: &RgbFrame| {
+            (22..58)
+                .filter(|&x| px(img.data(), 200, x, 60) != px(img.data(), 200, x + 1, 60))
+                .count()
+        };
+        assert!(edges(&shown) >= 25, "{}", edges(&shown));
+        assert!(2 * edges(&hidden) <= edges(&shown), "{}", edges(&hidden));
+    }
+
+    #[test]
     fn lines_zones_and_tracks_are_drawn() {
         let frame = RgbFrame::new(200, 100, vec![0; 200 * 100 * 3]).unwrap();
         let lines = [line("door", [0.1, 0.5], [0.9, 0.5])];
@@ -849,7 +951,7 @@ mod tests {
             zones: &zones,
         };
         let mut img = frame.data().to_vec();
-        draw_overlays(&mut img, 200, 100, &s);
+        draw_overlays(&mut img, 200, 100, &s, &Decorations::default());
         // The line, away from its label.
         assert_eq!(px(&img, 200, 150, 50), LINE_COLOUR);
         assert_eq!(px(&img, 200, 150, 45), [0; 3]);
@@ -950,7 +1052,7 @@ mod tests {
             lines: &lines,
             zones: &[],
         };
-        draw_overlays(&mut img, 100, 100, &s);
+        draw_overlays(&mut img, 100, 100, &s, &Decorations::default());
         assert_eq!(px(&img, 100, 50, 50), LINE_COLOUR);
     }
 }

@@ -61,7 +61,8 @@ use ocellus_core::{EventSink, Inference};
 
 use crate::error::{Error, Result};
 use crate::event::EventType;
-use crate::infer::Detector;
+use crate::infer::{Detection, Detector};
+use crate::preprocess::RgbFrame;
 use crate::rules::{Rules, RulesConfig};
 use crate::source::{Source, SourceStats};
 use crate::track::{Tracker, TrackerConfig, TrackerOutput};
@@ -160,6 +161,9 @@ pub struct Options {
     pub control: Option<Arc<LiveControl>>,
     /// Sees every frame's tracks (to write them out, or draw them).
     pub tracks: Option<TrackTap>,
+    /// Keep every frame's pixels until the [`tracks`](Options::tracks) tap has seen them (to
+    /// draw on them). Without it the tap sees pixels only where a snapshot was asked for.
+    pub tap_pixels: bool,
 }
 
 /// Changes to a running pipeline, from another thread. The pipeline looks at it once per frame.
@@ -340,6 +344,13 @@ pub struct TracksSeen<'t> {
     pub size: Option<(u32, u32)>,
     /// The tracker's output for it: the confirmed tracks observed and the tracks that ended.
     pub tracks: &'t TrackerOutput,
+    /// The detections the tracker was given (down to its low threshold).
+    pub detections: &'t [Detection],
+    /// What the rules made of this frame (before the sinks saw it).
+    pub events: &'t [crate::rules::RuleEvent],
+    /// The frame's pixels, with [`Options::tap_pixels`] (on the detector's path or the caller's
+    /// inference; an on-sensor source without pixels has none).
+    pub image: Option<&'t RgbFrame>,
 }
 
 /// A callback that sees every frame's tracks ([`Options::tracks`], [`PipelineBuilder::on_tracks`]),

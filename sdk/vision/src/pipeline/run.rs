@@ -144,6 +144,7 @@ pub(super) fn run(
             control: control.clone(),
             tensors_returned,
             frames_returned,
+            keep_pixels: options.tap_pixels && options.tracks.is_some(),
         };
         let capture = std::thread::Builder::new()
             .name("ocellus-capture".into())
@@ -196,6 +197,8 @@ struct Capture<'s, 'a> {
     control: Arc<LiveControl>,
     tensors_returned: Receiver<InputTensor>,
     frames_returned: Receiver<RgbFrame>,
+    /// Every frame's pixels go on to the analytics stage (for the track tap).
+    keep_pixels: bool,
 }
 
 impl Capture<'_, '_> {
@@ -242,7 +245,9 @@ impl Capture<'_, '_> {
                     spare.extend(self.tensors_returned.try_iter());
                     let mut tensor = spare.pop().unwrap_or_else(|| pre.new_tensor());
                     pre.swap_tensor(&mut tensor);
-                    let image = if self.control.want_frame.swap(false, Ordering::Relaxed) {
+                    let image = if self.control.want_frame.swap(false, Ordering::Relaxed)
+                        || self.keep_pixels
+                    {
                         Some(image)
                     } else {
                         self.source.recycle(image);
@@ -427,18 +432,8 @@ impl Analytics<'_, '_> {
             }
         };
         let out = self.tracker.update(d.seq, &dets);
-        if let Some(tap) = &self.on_tracks {
-            tap.call(&super::TracksSeen {
-                seq: d.seq,
-                t: d.t,
-                size: d.size,
-                tracks: &out,
-            });
-        }
-        if let Some(image) = image {
-            self.snapshot(d.seq, &image, &dets, &out);
-            // a frame of the caller's inference goes back to the source
-            let _ = self.frames_back.try_send(image);
+        if let Some(image) = &image {
+            self.snapshot(d.seq, image, &dets, &out);
         }
         if let Some(new) = self.control.take_rules() {
             let mut old = std::mem::replace(&mut self.rules, new);
@@ -458,8 +453,24 @@ impl Analytics<'_, '_> {
                 "track"
             );
         }
-        for re in self.rules.update(d.seq, d.t, &out) {
-            self.emit.event(&re, d.captured, Some(d.read_at));
+        let events = self.rules.update(d.seq, d.t, &out);
+        if let Some(tap) = &self.on_tracks {
+            tap.call(&super::TracksSeen {
+                seq: d.seq,
+                t: d.t,
+                size: d.size,
+                tracks: &out,
+                detections: &dets,
+                events: &events,
+                image: image.as_ref(),
+            });
+        }
+        if let Some(image) = image {
+            // a frame of the caller's inference goes back to the source
+            let _ = self.frames_back.try_send(image);
+        }
+        for re in &events {
+            self.emit.event(re, d.captured, Some(d.read_at));
         }
         let summary = &mut self.emit.summary;
         summary.frames_processed += 1;
