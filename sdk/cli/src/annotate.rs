@@ -96,19 +96,20 @@ impl Container {
     }
 }
 
-/// What the replay has drawn so far: trails, counts, occupancy.
+/// What a replay has seen so far: trails, line counts, zone occupancy (also the setup page's
+/// live counts).
 #[derive(Debug, Default)]
-struct Tally {
+pub(crate) struct Tally {
     /// Foot points per track, oldest first, and the last frame it was seen in.
     trails: HashMap<u64, (VecDeque<[f32; 2]>, u64)>,
     /// Per line: `[a→b, b→a]`.
-    lines: Vec<[u64; 2]>,
+    pub(crate) lines: Vec<[u64; 2]>,
     /// Per zone: tracks inside now.
-    zones: Vec<i64>,
+    pub(crate) zones: Vec<i64>,
 }
 
 impl Tally {
-    fn new(lines: usize, zones: usize) -> Self {
+    pub(crate) fn new(lines: usize, zones: usize) -> Self {
         Tally {
             trails: HashMap::new(),
             lines: vec![[0; 2]; lines],
@@ -116,7 +117,12 @@ impl Tally {
         }
     }
 
-    fn update(&mut self, seen: &TracksSeen<'_>, rules: (&[LineRule], &[ZoneRule]), trail: usize) {
+    pub(crate) fn update(
+        &mut self,
+        seen: &TracksSeen<'_>,
+        rules: (&[LineRule], &[ZoneRule]),
+        trail: usize,
+    ) {
         for t in &seen.tracks.observed {
             let foot = [(t.bbox[0] + t.bbox[2]) / 2.0, t.bbox[3]];
             let (points, last) = self.trails.entry(t.id).or_default();
@@ -265,12 +271,13 @@ struct Replay {
 /// would hide the scene.
 const MAX_HIDDEN_AREA: f32 = 0.12;
 
-fn might_be_a_person(b: [f32; 4]) -> bool {
+/// Whether a detection's box is hidden (see [`MAX_HIDDEN_AREA`]).
+pub(crate) fn might_be_a_person(b: [f32; 4]) -> bool {
     (b[2] - b[0]).abs() * (b[3] - b[1]).abs() <= MAX_HIDDEN_AREA
 }
 
 /// The video's frame rate, from ffprobe (`None` for other sources, or when it cannot say).
-fn probe_fps(cfg: &Config) -> Option<f64> {
+pub(crate) fn probe_fps(cfg: &Config) -> Option<f64> {
     let SourceConfig::Video { input, fps, .. } = &cfg.source else {
         return None;
     };

@@ -12,6 +12,7 @@ mod eval;
 mod model_cmd;
 mod procinfo;
 mod run;
+mod setup;
 mod sim;
 mod tracks;
 
@@ -107,6 +108,9 @@ enum Command {
     /// Replay a config's source through the pipeline into an MP4 or GIF: boxes, track ids and
     /// trails, lines with running counts, zones with occupancy; people pixelated.
     Annotate(annotate::AnnotateArgs),
+    /// Serve a local page to draw the config's lines and zones on the camera's view (people
+    /// pixelated), with live counts; Save writes the file back with its comments.
+    Setup(setup::SetupArgs),
     /// Validate a config file: errors name the key and the line.
     CheckConfig {
         /// The config file.
@@ -247,6 +251,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => run::check_config(&config),
         Command::Eval(args) => eval::run(&args),
         Command::Annotate(args) => annotate::run(&args),
+        Command::Setup(args) => run::stop_flag().and_then(|stop| setup::run(&args, &stop)),
         Command::Model(model_cmd::ModelCommand::Compare(args)) => {
             compare::run(cli.onnxruntime, &args)
         }

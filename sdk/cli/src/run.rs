@@ -23,7 +23,7 @@ use ocellus::source::{SourceConfig, VideoInput};
 use crate::args::{Format, ms};
 
 /// Ctrl-C / SIGTERM set the flag (a clean stop); a second Ctrl-C exits at once.
-fn stop_flag() -> ocellus::Result<Arc<AtomicBool>> {
+pub(crate) fn stop_flag() -> ocellus::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())

@@ -1,6 +1,7 @@
 //! `ocellus annotate` on real footage (vtest.avi, ffmpeg, the real INT8 detector): the files it
 //! writes play, ffprobe confirms their frame count and size, and people are pixelated unless
-//! `--no-blur` is given (checked where the run's own tracks say the people are).
+//! `--no-blur` is given (checked where the run's own tracks say the people are). With
+//! `OCELLUS_DOCS_SHOTS=1` the last frame goes to `docs/img/annotate.jpg` for docs/setup.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -187,6 +188,15 @@ fn annotate_writes_playable_files_with_people_pixelated() {
         hidden < 0.5 * shown,
         "people must be pixelated: detail {hidden:.1} blurred vs {shown:.1} without"
     );
+    if std::env::var_os("OCELLUS_DOCS_SHOTS").is_some() {
+        let docs = common::repo_root().join("docs/img");
+        std::fs::create_dir_all(&docs).unwrap();
+        let img = image::RgbImage::from_raw(W as u32, H as u32, blurred.clone()).unwrap();
+        let out = std::fs::File::create(docs.join("annotate.jpg")).unwrap();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(out, 80)
+            .encode_image(&img)
+            .unwrap();
+    }
     // the grass at the bottom, where nobody walks, is the same in both
     let grass = (40, 500, 300, 570);
     let (a, b) = (detail(&blurred, grass), detail(&clear, grass));
