@@ -329,6 +329,37 @@ fn the_setup_page_draws_edits_and_saves_the_rules_with_people_pixelated() {
     let counts: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(counts["lines"][0][0], "front-door", "{counts}");
 
+    // another web page in the pilot's browser cannot save: not as a simple form post, not
+    // through a rebinding name, not from another origin
+    let before = std::fs::read_to_string(&cfg).unwrap();
+    let evil = r#"{"lines":[],"zones":[]}"#;
+    for (headers, want) in [
+        ("Host: 127.0.0.1\r\nContent-Type: text/plain\r\n", 415),
+        (
+            "Host: evil.example\r\nContent-Type: application/json\r\n",
+            403,
+        ),
+        (
+            "Host: 127.0.0.1\r\nOrigin: http://evil.example\r\nContent-Type: application/json\r\n",
+            403,
+        ),
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "POST /api/config HTTP/1.1\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n{evil}",
+            evil.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {want}")),
+            "{headers}: {reply}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), before);
+
     if std::env::var_os("OCELLUS_DOCS_SHOTS").is_some() {
         let docs = common::repo_root().join("docs/img");
         std::fs::create_dir_all(&docs).unwrap();
@@ -379,7 +410,7 @@ fn a_non_loopback_bind_serves_nothing_without_the_token() {
     let body = r#"{"lines":[],"zones":[]}"#;
     write!(
         s,
-        "POST /api/config HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api/config HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

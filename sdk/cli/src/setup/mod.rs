@@ -10,7 +10,8 @@
 //!
 //! Access: on a loopback address the page is open to local users; on any other address every
 //! request needs the random token printed at start (`?token=` or `Authorization: Bearer`), and
-//! is answered 401 without it.
+//! is answered 401 without it. On either, requests that another web page could make from the
+//! pilot's browser (a foreign `Host` or `Origin`, a save that is not JSON) are refused.
 
 pub(crate) mod save;
 
@@ -120,7 +121,48 @@ fn token_of(req: &Request) -> Option<String> {
     })
 }
 
+/// A host name a browser only sends for this machine: an IP address or `localhost`. Any other
+/// name means a page elsewhere re-pointed its own name at us (DNS rebinding).
+fn local_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Requests another web page could make from the pilot's browser are refused: a `Host` that
+/// is not this machine, an `Origin` other than the page's own, and a save that is not JSON
+/// (JSON needs a CORS preflight, which this server never grants).
+fn cross_site(req: &Request) -> Option<Response> {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let host = header(header::HOST).unwrap_or("");
+    if !local_host(host) {
+        return Some((StatusCode::FORBIDDEN, "403: unexpected Host\n").into_response());
+    }
+    if let Some(origin) = header(header::ORIGIN)
+        && origin.split_once("://").map(|(_, h)| h) != Some(host)
+    {
+        return Some((StatusCode::FORBIDDEN, "403: cross-origin request\n").into_response());
+    }
+    let json = header(header::CONTENT_TYPE).is_some_and(|c| c.starts_with("application/json"));
+    if req.method() == axum::http::Method::POST && !json {
+        return Some(
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "415: send application/json\n",
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
 async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if let Some(refused) = cross_site(&req) {
+        return refused;
+    }
     match (&s.token, token_of(&req)) {
         (None, _) => next.run(req).await,
         (Some(want), Some(got)) if same(want, &got) => next.run(req).await,
@@ -495,6 +537,27 @@ pub(crate) fn run(args: &SetupArgs, stop: &Arc<AtomicBool>) -> Result<u8> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn only_this_machines_names_are_hosts() {
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "10.0.0.5",
+            "LOCALHOST",
+        ] {
+            assert!(local_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "evil.example",
+            "",
+            "127.0.0.1.nip.io:8080",
+        ] {
+            assert!(!local_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn tokens_are_random_and_compared_whole() {
