@@ -29,6 +29,7 @@ CRATES = {
         ["rules", "mot"],
         ["event", "eval"],
         ["source", "inference", "sink"],
+        ["tile"],
         ["lib"],
     ]),
     "ocellus_delivery": ("sdk/delivery/src", [

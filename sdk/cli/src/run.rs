@@ -626,6 +626,8 @@ pub(crate) fn demo(
             labels: Some(vec!["person".into()]),
             ..Default::default()
         },
+        // as a config without `model.tiles`: two tiles (docs/accuracy.md)
+        tiling: Some(Default::default()),
         onnxruntime,
         tracker: Default::default(),
         rules: demo_rules(),

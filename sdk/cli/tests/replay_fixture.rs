@@ -1,4 +1,5 @@
-//! The replay fixture (`sdk/core/tests/fixtures/vtest-detections.jsonl`) against the real model:
+//! The replay fixtures (`sdk/core/tests/fixtures/vtest-detections.jsonl`, and
+//! `vtest-detections-tiled.jsonl` on the default tiles) against the real model:
 //! the detections recorded there are what the model sees on this machine's ONNX Runtime, within
 //! the tolerance CPUs differ by. The replay itself (`sdk/core/tests/replay.rs`) then pins the
 //! events exactly.
@@ -16,10 +17,13 @@ use std::path::PathBuf;
 use ocellus::card::ModelCard;
 use ocellus::infer::{Detector, DetectorOptions};
 use ocellus::source::FfmpegSource;
+use ocellus::tile::{Tiled, Tiling};
 use ocellus::{Detection, Inference, Source, TrackerConfig};
 
-fn fixture() -> PathBuf {
-    common::repo_root().join("sdk/core/tests/fixtures/vtest-detections.jsonl")
+fn fixture(name: &str) -> PathBuf {
+    common::repo_root()
+        .join("sdk/core/tests/fixtures")
+        .join(name)
 }
 
 /// The demo's detector (the cut SSD card, people only) reporting down to the tracker's floor,
@@ -79,14 +83,28 @@ fn unmatched(a: &[[f32; 5]], b: &[[f32; 5]], floor: f32) -> Vec<[f32; 5]> {
 #[test]
 fn the_recorded_detections_are_what_the_model_sees() {
     let (mut det, floor) = detector();
+    let card = det.card().name.clone();
+    check_or_record("vtest-detections.jsonl", &mut det, &card, floor);
+}
+
+/// The same on two tiles, as deployments run the detector by default (`model.tiles`).
+#[test]
+fn the_recorded_tiled_detections_are_what_the_tiled_model_sees() {
+    let (det, floor) = detector();
+    let card = format!("{} on the default tiles", det.card().name);
+    let mut tiled = Tiled::new(det, Tiling::default()).unwrap();
+    check_or_record("vtest-detections-tiled.jsonl", &mut tiled, &card, floor);
+}
+
+fn check_or_record(name: &str, det: &mut dyn Inference, card: &str, floor: f32) {
     let video = common::footage("vtest.avi");
     let mut source = FfmpegSource::open(&video.to_string_lossy(), None, false).unwrap();
     let recording = std::env::var_os("OCELLUS_RECORD").is_some();
     if recording {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(fixture()).unwrap());
+        let mut out = std::io::BufWriter::new(std::fs::File::create(fixture(name)).unwrap());
         let header = serde_json::json!({
             "source": "vtest.avi (opencv_extra via models/provision.sh)",
-            "card": det.card().name,
+            "card": card,
             "labels": ["person"],
             "threshold": det.score_threshold(),
             "floor": floor,
@@ -94,9 +112,7 @@ fn the_recorded_detections_are_what_the_model_sees() {
         });
         writeln!(out, "{header}").unwrap();
         while let Some(frame) = source.next_frame().unwrap() {
-            let dets = det
-                .detect(&frame.image.as_ref().unwrap().as_view())
-                .unwrap();
+            let dets = det.infer(frame.image.as_ref().unwrap().as_view()).unwrap();
             let line = serde_json::json!({
                 "f": frame.seq,
                 "t_ms": frame.t.as_millis() as u64,
@@ -106,7 +122,7 @@ fn the_recorded_detections_are_what_the_model_sees() {
         }
         return;
     }
-    let text = std::fs::read_to_string(fixture()).unwrap();
+    let text = std::fs::read_to_string(fixture(name)).unwrap();
     let recorded: Vec<Line> = text
         .lines()
         .skip(1)
@@ -122,13 +138,11 @@ fn the_recorded_detections_are_what_the_model_sees() {
         }
         let rec = &recorded[frame.seq as usize];
         assert_eq!(rec.f, frame.seq);
-        let live: Vec<[f32; 5]> = record(
-            &det.detect(&frame.image.as_ref().unwrap().as_view())
-                .unwrap(),
-        )
-        .iter()
-        .map(|v| v.map(|x| x as f32))
-        .collect();
+        let live: Vec<[f32; 5]> =
+            record(&det.infer(frame.image.as_ref().unwrap().as_view()).unwrap())
+                .iter()
+                .map(|v| v.map(|x| x as f32))
+                .collect();
         let missing = unmatched(&live, &rec.d, floor);
         let extra = unmatched(&rec.d, &live, floor);
         assert!(

@@ -102,23 +102,7 @@ impl RgbFrame {
     /// # Errors
     /// [`Error::Frame`] when the box is empty after clamping.
     pub fn crop(&self, bbox: [f32; 4]) -> Result<RgbFrame> {
-        let (w, h) = (self.width as f32, self.height as f32);
-        let px = |v: f32, side: f32| (v.clamp(0.0, 1.0) * side).round() as usize;
-        let (x0, y0, x1, y1) = (
-            px(bbox[0], w),
-            px(bbox[1], h),
-            px(bbox[2], w),
-            px(bbox[3], h),
-        );
-        if x1 <= x0 || y1 <= y0 {
-            return Err(Error::Frame(format!("crop box {bbox:?} is empty")));
-        }
-        let stride = self.width as usize * 3;
-        let mut data = Vec::with_capacity((x1 - x0) * (y1 - y0) * 3);
-        for row in self.data.chunks_exact(stride).skip(y0).take(y1 - y0) {
-            data.extend_from_slice(row.get(x0 * 3..x1 * 3).unwrap_or_default());
-        }
-        RgbFrame::new((x1 - x0) as u32, (y1 - y0) as u32, data)
+        self.as_view().crop(bbox)
     }
 }
 
@@ -143,6 +127,30 @@ impl<'a> RgbView<'a> {
     /// The packed pixels.
     pub fn data(&self) -> &'a [u8] {
         self.data
+    }
+    /// The part inside `bbox` (normalised `[x0, y0, x1, y1]`, clamped to the frame), as a new
+    /// frame.
+    ///
+    /// # Errors
+    /// [`Error::Frame`] when the box is empty after clamping.
+    pub fn crop(&self, bbox: [f32; 4]) -> Result<RgbFrame> {
+        let (w, h) = (self.width as f32, self.height as f32);
+        let px = |v: f32, side: f32| (v.clamp(0.0, 1.0) * side).round() as usize;
+        let (x0, y0, x1, y1) = (
+            px(bbox[0], w),
+            px(bbox[1], h),
+            px(bbox[2], w),
+            px(bbox[3], h),
+        );
+        if x1 <= x0 || y1 <= y0 {
+            return Err(Error::Frame(format!("crop box {bbox:?} is empty")));
+        }
+        let stride = self.width as usize * 3;
+        let mut data = Vec::with_capacity((x1 - x0) * (y1 - y0) * 3);
+        for row in self.data.chunks_exact(stride).skip(y0).take(y1 - y0) {
+            data.extend_from_slice(row.get(x0 * 3..x1 * 3).unwrap_or_default());
+        }
+        RgbFrame::new((x1 - x0) as u32, (y1 - y0) as u32, data)
     }
 }
 

@@ -49,6 +49,7 @@ pub mod redact;
 pub mod rules;
 pub mod sink;
 pub mod source;
+pub mod tile;
 pub mod track;
 
 pub use detection::Detection;

@@ -35,6 +35,7 @@ use crate::rules::Rules;
 use crate::runtime::{Locator, Runtime};
 use crate::source::{FfmpegSource, ImageSource, Source, SyntheticSource};
 use crate::source::{SourceConfig, VideoInput};
+use crate::tile::{Tiled, Tiling};
 use crate::track::TrackerConfig;
 use ocellus_core::EventSink;
 
@@ -57,6 +58,8 @@ pub struct Deployment {
     pub card: ModelCard,
     /// Detector settings (threads, threshold, labels).
     pub detector: DetectorOptions,
+    /// Run the detector on tiles of each frame (`model.tiles`; `None`: the whole frame).
+    pub tiling: Option<Tiling>,
     /// Explicit ONNX Runtime library, if any.
     pub onnxruntime: Option<PathBuf>,
     /// Tracker settings.
@@ -105,6 +108,7 @@ impl Deployment {
                 labels: cfg.model.labels.clone(),
                 ..Default::default()
             },
+            tiling: cfg.model.tiling,
             onnxruntime: cfg.runtime.onnxruntime.clone(),
             tracker: cfg.tracker.clone(),
             rules: cfg.rules.clone(),
@@ -226,6 +230,7 @@ impl Deployment {
                 card: self.card.clone(),
                 threshold: self.detector.score_threshold,
                 labels: self.detector.labels.clone(),
+                tiling: self.tiling,
             },
             file_rules: self.rules.clone(),
             queue: self.mqtt.queue.clone(),
@@ -264,12 +269,12 @@ impl Deployment {
                 // tracking_thresholds)
                 let detector = Detector::new(runtime, &self.card, &self.detector)?;
                 let model_path = detector.model_path().to_path_buf();
-                (
-                    Staged::Host(Box::new(detector)),
-                    runtime_load,
-                    t_model.elapsed(),
-                    model_path,
-                )
+                let staged = match self.tiling {
+                    // one call per tile: the caller's-inference path of the pipeline
+                    Some(tiling) => Staged::Tiled(Box::new(Tiled::new(detector, tiling)?)),
+                    None => Staged::Host(Box::new(detector)),
+                };
+                (staged, runtime_load, t_model.elapsed(), model_path)
             }
         })
     }
@@ -297,6 +302,7 @@ impl Deployment {
         let builder = Pipeline::builder().boxed_source(source);
         let builder = match stage {
             Staged::Host(detector) => builder.detector(*detector),
+            Staged::Tiled(tiled) => builder.inference(*tiled),
             Staged::OnSensor(on_chip) => builder.inference(*on_chip),
         };
         builder
@@ -371,6 +377,7 @@ impl Deployment {
         let builder = Pipeline::builder().boxed_source(source);
         let builder = match stage {
             Staged::Host(detector) => builder.detector(*detector),
+            Staged::Tiled(tiled) => builder.inference(*tiled),
             Staged::OnSensor(on_chip) => builder.inference(*on_chip),
         };
         let pipeline = builder
@@ -430,6 +437,7 @@ impl Deployment {
 /// What runs the network: the host (ONNX Runtime) or the sensor itself.
 enum Staged {
     Host(Box<Detector>),
+    Tiled(Box<Tiled<Detector>>),
     OnSensor(Box<Imx500Inference>),
 }
 
@@ -509,6 +517,7 @@ mod tests {
                 score_threshold: threshold,
                 ..Default::default()
             },
+            tiling: None,
             onnxruntime: None,
             tracker: TrackerConfig::default(),
             rules: RulesSection::default(),

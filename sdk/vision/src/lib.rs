@@ -50,7 +50,9 @@ pub mod snapshot;
 pub mod source;
 
 pub use ocellus_core as core;
-pub use ocellus_core::{eval, event, histogram, mot, nms, ratelimit, redact, rules, sink, track};
+pub use ocellus_core::{
+    eval, event, histogram, mot, nms, ratelimit, redact, rules, sink, tile, track,
+};
 pub use ocellus_delivery as delivery;
 pub use ocellus_delivery::{cloud, publish, spool, transport};
 

@@ -14,6 +14,7 @@ use super::Cx;
 use super::check::{check_labels, float_in, resolve_path};
 use crate::card::ModelCard;
 use crate::error::{Error, Result};
+use crate::tile::{MAX_TILES, Tiling};
 
 /// `[model]` as written.
 #[derive(Deserialize)]
@@ -22,6 +23,8 @@ pub(super) struct RawModel {
     card: Spanned<String>,
     threshold: Option<Spanned<f64>>,
     labels: Option<Spanned<Vec<String>>>,
+    tiles: Option<Spanned<String>>,
+    tile_overlap: Option<Spanned<f64>>,
 }
 
 /// `[model]`: the detector.
@@ -35,6 +38,10 @@ pub struct ModelConfig {
     pub threshold: Option<f32>,
     /// Keep only detections with these labels (`None`: every label of the card).
     pub labels: Option<Vec<String>>,
+    /// Run the detector on overlapping tiles of each frame (`tiles`, default `"2x1"`: two tiles
+    /// along the longer side): more recall on small and crowded people, one inference per tile.
+    /// `None` (`tiles = "1x1"`): the whole frame once.
+    pub tiling: Option<Tiling>,
 }
 
 impl ModelConfig {
@@ -71,5 +78,46 @@ pub(super) fn parse(cx: &Cx<'_>, raw: &RawModel, dir: &Path) -> Result<ModelConf
         card,
         threshold,
         labels,
+        tiling: tiling(cx, raw)?,
     })
+}
+
+/// `tiles = "NxM"` and `tile_overlap`.
+fn tiling(cx: &Cx<'_>, raw: &RawModel) -> Result<Option<Tiling>> {
+    let Some(tiles) = &raw.tiles else {
+        let overlap = match &raw.tile_overlap {
+            Some(o) => float_in(cx, o, "model.tile_overlap", 0.0, 0.5)? as f32,
+            None => Tiling::default().overlap,
+        };
+        return Ok(Some(Tiling {
+            overlap,
+            ..Tiling::default()
+        }));
+    };
+    let side = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_TILES).contains(n))
+    };
+    let grid = match tiles.get_ref().split_once(['x', 'X']) {
+        Some((a, b)) => side(a).zip(side(b)),
+        None => None,
+    };
+    let Some(grid) = grid else {
+        return Err(cx.at(
+            tiles,
+            "model.tiles",
+            format!(
+                "{:?} is not a grid: write \"COLUMNSxROWS\", each 1 to {MAX_TILES}, e.g. \"2x2\"",
+                tiles.get_ref()
+            ),
+        ));
+    };
+    let overlap = match &raw.tile_overlap {
+        Some(o) => float_in(cx, o, "model.tile_overlap", 0.0, 0.5)? as f32,
+        None => Tiling::default().overlap,
+    };
+    let tiling = Tiling { grid, overlap };
+    Ok((!tiling.is_whole_frame()).then_some(tiling))
 }

@@ -104,6 +104,25 @@ fn assert_fails(text: &str, marker: &str, parts: &[&str]) -> String {
 }
 
 #[test]
+fn tiles_are_a_small_grid_and_1x1_is_the_whole_frame() {
+    let card = "card = \"models/ssd-mobilenet-v2-coco.toml\"";
+    let with = |extra: &str| edit(card, &format!("{card}\n{extra}"));
+    let c = Config::parse(&with("tiles = \"3x2\"\ntile_overlap = 0.2"), &site()).unwrap();
+    let t = c.model.tiling.unwrap();
+    assert_eq!((t.grid, t.overlap), ((3, 2), 0.2));
+    let c = Config::parse(&with("tiles = \"1x1\""), &site()).unwrap();
+    assert_eq!(c.model.tiling, None);
+    for bad in ["tiles = \"5x1\"", "tiles = \"2\"", "tiles = \"0x2\""] {
+        assert_fails(&with(bad), "tiles", &["`model.tiles`", "COLUMNSxROWS"]);
+    }
+    assert_fails(
+        &with("tile_overlap = 0.7"),
+        "tile_overlap",
+        &["`model.tile_overlap`", "0.7"],
+    );
+}
+
+#[test]
 fn base_and_example_parse() {
     let c = Config::parse(BASE, &site()).unwrap();
     assert_eq!(c.device.id, "store-12-entrance");
@@ -358,6 +377,7 @@ url = "mqtt://[::1]"
         }
     );
     assert_eq!(c.model.threshold, None);
+    assert_eq!(c.model.tiling, Some(ocellus_core::tile::Tiling::default()));
     assert!((c.model.effective_threshold() - 0.5).abs() < 1e-6);
     assert_eq!(c.model.labels, None);
     assert_eq!(c.tracker, TrackerConfig::default());
@@ -2021,6 +2041,7 @@ fn model() -> ModelConfig {
         card_path,
         threshold: None,
         labels: Some(vec!["person".into()]),
+        tiling: None,
     }
 }
 
