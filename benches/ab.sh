@@ -5,7 +5,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: benches/ab.sh [--rounds N] [--ocellus-card CARD] [--no-build] [--json] [--help]
+Usage: benches/ab.sh [--rounds N] [--ocellus-card CARD] [--tiles GRID] [--no-build] [--json] [--help]
 
 Compares ocellus with the obvious Python pipeline (benches/python_pipeline.py) on this machine:
 the same footage (vtest.avi, all 795 frames), the same SSD-MobileNet-v2-COCO weights, the same
@@ -25,6 +25,8 @@ Options:
                         demo runs; the fp32 cut card is models/ssd-mobilenet-v2-coco-cut.toml and
                         the full-graph card models/ssd-mobilenet-v2-coco.toml). The Python side always runs the
                         full-graph model file $CACHE/models/ssd_mobilenet_v2_coco_2018_03_29.onnx.
+  --tiles GRID          the ocellus run's model.tiles (default: the config default, "2x1"; "1x1"
+                        runs the whole frame once, as the Python side does)
   --no-build            do not run cargo build --release; use target/release/ocellus as it is
                         (e.g. while the working tree does not compile)
   --json                print the result as one JSON line on stdout (the text goes to stderr)
@@ -57,12 +59,14 @@ ROUNDS=3
 CARD=models/ssd-mobilenet-v2-coco-person-int8.toml
 JSON=0
 BUILD=1
+TILES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) [ $# -ge 2 ] || { echo "ab.sh: --rounds needs a number" >&2; exit 2; }; ROUNDS=$2; shift 2 ;;
     --rounds=*) ROUNDS=${1#*=}; shift ;;
     --ocellus-card) [ $# -ge 2 ] || { echo "ab.sh: --ocellus-card needs a path" >&2; exit 2; }; CARD=$2; shift 2 ;;
     --ocellus-card=*) CARD=${1#*=}; shift ;;
+    --tiles) [ $# -ge 2 ] || { echo "ab.sh: --tiles needs a grid such as 2x1" >&2; exit 2; }; TILES=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --json) JSON=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -155,6 +159,8 @@ done
 say "broker:  mosquitto on 127.0.0.1:$PORT"
 
 # ---------------------------------------------------------------- ocellus config
+TILES_LINE=""
+[ -z "$TILES" ] || TILES_LINE="tiles = \"$TILES\""
 # absolute paths: relative ones would be relative to this temporary directory
 ocellus_config() { # QUEUE_DIR
   cat <<EOF
@@ -169,6 +175,7 @@ path = "$VIDEO"
 card = "$CARD"
 threshold = 0.5
 labels = ["person"]
+$TILES_LINE
 
 [tracker]
 match_iou = 0.3

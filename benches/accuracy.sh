@@ -5,8 +5,8 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: benches/accuracy.sh [--card CARD]... [--gt FILE] [--settings FILE] [--lines N] [--seed S]
-                           [--no-build] [--help]
+Usage: benches/accuracy.sh [--card CARD]... [--gt FILE] [--settings FILE] [--model KEY=VALUE]...
+                           [--lines N] [--seed S] [--no-build] [--help]
 
 Runs `ocellus run --tracks` on all 795 frames of vtest.avi (PETS 2009 S2.L1, View 001) with each
 model card and the default tracker and rules, then `ocellus eval` against the MOTChallenge ground
@@ -23,6 +23,8 @@ Options:
                 says where to get it: its licence does not let the project ship it)
   --settings F  TOML appended to each run's config, e.g. [tracker] and [rules] settings to compare
                 (the settings before the counting work: benches/accuracy-before.toml)
+  --model K=V   a line added to each run's [model] table, e.g. --model 'tiles = "2x2"'
+                or --model 'threshold = 0.3'
   --lines N     random lines (default 24; the run's [rules] settings count them)
   --seed S      their seed (default 18, as the regression test sdk/core/tests/counts.rs)
   --no-build    use target/release/ocellus as it is
@@ -45,11 +47,13 @@ LINES=24
 SEED=18
 BUILD=1
 SETTINGS=""
+MODEL_KEYS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --card) [ $# -ge 2 ] || { echo "accuracy.sh: --card needs a path" >&2; exit 2; }; CARDS+=("$2"); shift 2 ;;
     --gt) [ $# -ge 2 ] || { echo "accuracy.sh: --gt needs a path" >&2; exit 2; }; GT=$2; shift 2 ;;
     --settings) [ $# -ge 2 ] || { echo "accuracy.sh: --settings needs a file" >&2; exit 2; }; SETTINGS=$2; shift 2 ;;
+    --model) [ $# -ge 2 ] || { echo "accuracy.sh: --model needs KEY=VALUE" >&2; exit 2; }; MODEL_KEYS+=("$2"); shift 2 ;;
     --lines) [ $# -ge 2 ] || { echo "accuracy.sh: --lines needs a number" >&2; exit 2; }; LINES=$2; shift 2 ;;
     --seed) [ $# -ge 2 ] || { echo "accuracy.sh: --seed needs a number" >&2; exit 2; }; SEED=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
@@ -92,6 +96,7 @@ path = "$VIDEO"
 [model]
 card = "$card"
 labels = ["person"]
+$(printf '%s\n' "${MODEL_KEYS[@]}")
 
 [mqtt]
 url = "mqtt://127.0.0.1:1"
