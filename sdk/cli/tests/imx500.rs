@@ -29,6 +29,8 @@ id = "{device}"
 [model]
 card = "{card}"
 labels = ["person"]
+# the sensor runs the network on the whole frame: so does the host here, to compare the two
+tiles = "1x1"
 
 [[rules.line]]
 name = "walkway"

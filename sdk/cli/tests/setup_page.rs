@@ -33,6 +33,8 @@ path = "{frames}/*.png"
 [model]
 card = "{card}"
 labels = ["person"]
+# the whole frame, as `ocellus detect` (the test's reference for where people are) runs it
+tiles = "1x1"
 
 [[rules.line]]
 # the walkway, counted both ways
