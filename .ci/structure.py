@@ -24,7 +24,7 @@ CRATES = {
     "ocellus_core": ("sdk/core/src", [
         ["error"],
         ["frame", "detection", "histogram", "ratelimit", "redact"],
-        ["nms"],
+        ["nms", "appearance"],
         ["track"],
         ["rules", "mot"],
         ["event", "eval"],

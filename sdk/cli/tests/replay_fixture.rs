@@ -1,7 +1,8 @@
 //! The replay fixtures (`sdk/core/tests/fixtures/vtest-detections.jsonl`, and
 //! `vtest-detections-tiled.jsonl` on the default tiles) against the real model:
 //! the detections recorded there are what the model sees on this machine's ONNX Runtime, within
-//! the tolerance CPUs differ by. The replay itself (`sdk/core/tests/replay.rs`) then pins the
+//! the tolerance CPUs differ by, and so are the recorded looks of each box (the colour histograms
+//! the tracker tells people apart by, `ocellus_core::appearance`). The replay itself (`sdk/core/tests/replay.rs`) then pins the
 //! events exactly.
 //!
 //! Recording (once, or when the model or its card changes on purpose):
@@ -14,11 +15,12 @@ mod common;
 use std::io::Write;
 use std::path::PathBuf;
 
+use ocellus::appearance::{self, Appearance};
 use ocellus::card::ModelCard;
 use ocellus::infer::{Detector, DetectorOptions};
 use ocellus::source::FfmpegSource;
 use ocellus::tile::{Tiled, Tiling};
-use ocellus::{Detection, Inference, Source, TrackerConfig};
+use ocellus::{Detection, Inference, RgbView, Source, TrackerConfig};
 
 fn fixture(name: &str) -> PathBuf {
     common::repo_root()
@@ -40,6 +42,14 @@ fn detector() -> (Detector, f32) {
     (det, floor)
 }
 
+/// What each detection looks like, in the text form of `Appearance::encode` (`null` where the
+/// box is too small to describe), as the pipeline computes it for the tracker.
+fn looks(view: RgbView<'_>, dets: &[Detection]) -> Vec<Option<String>> {
+    dets.iter()
+        .map(|d| appearance::describe(view, d.bbox).map(|a| a.encode()))
+        .collect()
+}
+
 fn round4(v: f32) -> f64 {
     (f64::from(v) * 1e4).round() / 1e4
 }
@@ -57,6 +67,7 @@ fn record(dets: &[Detection]) -> Vec<[f64; 5]> {
 struct Line {
     f: u64,
     d: Vec<[f32; 5]>,
+    a: Vec<Option<String>>,
 }
 
 fn iou(a: &[f32], b: &[f32]) -> f32 {
@@ -112,11 +123,13 @@ fn check_or_record(name: &str, det: &mut dyn Inference, card: &str, floor: f32) 
         });
         writeln!(out, "{header}").unwrap();
         while let Some(frame) = source.next_frame().unwrap() {
-            let dets = det.infer(frame.image.as_ref().unwrap().as_view()).unwrap();
+            let view = frame.image.as_ref().unwrap().as_view();
+            let dets = det.infer(view).unwrap();
             let line = serde_json::json!({
                 "f": frame.seq,
                 "t_ms": frame.t.as_millis() as u64,
                 "d": record(&dets),
+                "a": looks(view, &dets),
             });
             writeln!(out, "{line}").unwrap();
         }
@@ -132,17 +145,49 @@ fn check_or_record(name: &str, det: &mut dyn Inference, card: &str, floor: f32) 
     // every 53rd frame: 15 frames across the whole clip
     let mut checked = 0;
     let mut compared = 0;
+    let mut looks_compared = 0;
     while let Some(frame) = source.next_frame().unwrap() {
         if frame.seq % 53 != 0 {
             continue;
         }
         let rec = &recorded[frame.seq as usize];
         assert_eq!(rec.f, frame.seq);
-        let live: Vec<[f32; 5]> =
-            record(&det.infer(frame.image.as_ref().unwrap().as_view()).unwrap())
+        let view = frame.image.as_ref().unwrap().as_view();
+        let live_dets = det.infer(view).unwrap();
+        let live_looks = looks(view, &live_dets);
+        let live: Vec<[f32; 5]> = record(&live_dets)
+            .iter()
+            .map(|v| v.map(|x| x as f32))
+            .collect();
+        assert_eq!(
+            rec.a.len(),
+            rec.d.len(),
+            "frame {}: one look per detection",
+            frame.seq
+        );
+        // the recorded looks are what the pipeline sees in those boxes: the same colours, within
+        // what the boxes' last digits move
+        for (x, look) in live.iter().zip(&live_looks) {
+            let twin = rec
+                .d
                 .iter()
-                .map(|v| v.map(|x| x as f32))
-                .collect();
+                .zip(&rec.a)
+                .find(|(y, _)| iou(&x[1..], &y[1..]) >= 0.95);
+            if let (Some((_, Some(recorded))), Some(live)) = (twin, look) {
+                let (r, l) = (
+                    Appearance::decode(recorded).expect("an encoded appearance"),
+                    Appearance::decode(live).unwrap(),
+                );
+                assert!(
+                    r.distance(&l) <= 0.1,
+                    "frame {}: the box at {:?} looks different from the recording ({:.3})",
+                    frame.seq,
+                    &x[1..],
+                    r.distance(&l)
+                );
+                looks_compared += 1;
+            }
+        }
         let missing = unmatched(&live, &rec.d, floor);
         let extra = unmatched(&rec.d, &live, floor);
         assert!(
@@ -155,4 +200,5 @@ fn check_or_record(name: &str, det: &mut dyn Inference, card: &str, floor: f32) 
     }
     assert_eq!(checked, 15);
     assert!(compared >= 30, "only {compared} detections compared");
+    assert!(looks_compared >= 30, "only {looks_compared} looks compared");
 }

@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+pub mod appearance;
 pub mod detection;
 pub mod error;
 pub mod eval;

@@ -68,7 +68,7 @@ fn replay(frames: &[Recorded], threshold: f32) -> Vec<String> {
     let mut rules = demo_rules();
     let mut out = Vec::new();
     for r in frames {
-        let tracks = tracker.update(r.frame, &r.detections);
+        let tracks = tracker.update_with_appearance(r.frame, &r.detections, &r.looks);
         out.extend(rules.update(r.frame, r.t, &tracks).iter().map(line));
     }
     let last = frames.last().expect("frames");

@@ -51,7 +51,7 @@ pub mod source;
 
 pub use ocellus_core as core;
 pub use ocellus_core::{
-    eval, event, histogram, mot, nms, ratelimit, redact, rules, sink, tile, track,
+    appearance, eval, event, histogram, mot, nms, ratelimit, redact, rules, sink, tile, track,
 };
 pub use ocellus_delivery as delivery;
 pub use ocellus_delivery::{cloud, publish, spool, transport};

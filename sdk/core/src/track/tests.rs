@@ -16,8 +16,12 @@ fn det_class(cx: f32, cy: f32, score: f32, class_id: u32) -> Detection {
     }
 }
 
+/// The mechanics below are written for three hits to confirm (the default is two).
 fn tracker() -> Result<Tracker> {
-    Tracker::new(TrackerConfig::default())
+    Tracker::new(TrackerConfig {
+        confirm_hits: 3,
+        ..TrackerConfig::default()
+    })
 }
 
 fn ids(tracks: &[Track]) -> Vec<u64> {
@@ -493,6 +497,34 @@ fn invalid_config_is_rejected_with_field_name() {
             },
             "tracker.max_lost_frames",
         ),
+        (
+            TrackerConfig {
+                appearance_gate: 1.5,
+                ..base()
+            },
+            "tracker.appearance_gate",
+        ),
+        (
+            TrackerConfig {
+                appearance_weight: f32::INFINITY,
+                ..base()
+            },
+            "tracker.appearance_weight",
+        ),
+        (
+            TrackerConfig {
+                reid_gate: -0.1,
+                ..base()
+            },
+            "tracker.reid_gate",
+        ),
+        (
+            TrackerConfig {
+                reid_reach: f32::NAN,
+                ..base()
+            },
+            "tracker.reid_reach",
+        ),
     ];
     for (cfg, field) in cases {
         match Tracker::new(cfg.clone()) {
@@ -570,4 +602,147 @@ fn recovery_does_not_steal_matched_detections() -> Result<()> {
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Appearance
+
+/// A 100×100 frame of grey with a red person and a blue one, where `boxes` say.
+fn two_people(red: [f32; 4], blue: [f32; 4]) -> crate::frame::RgbFrame {
+    let (w, h) = (100usize, 100usize);
+    let mut data = vec![128u8; w * h * 3];
+    for (b, colour) in [(red, [210u8, 30, 30]), (blue, [30, 40, 200])] {
+        let px = |v: f32, n: usize| ((v * n as f32).round() as usize).min(n);
+        for y in px(b[1], h)..px(b[3], h) {
+            for x in px(b[0], w)..px(b[2], w) {
+                let i = (y * w + x) * 3;
+                data[i..i + 3].copy_from_slice(&colour);
+            }
+        }
+    }
+    crate::frame::RgbFrame::new(w as u32, h as u32, data).unwrap()
+}
+
+fn looks_of(frame: &crate::frame::RgbFrame, dets: &[Detection]) -> Vec<Option<Appearance>> {
+    dets.iter()
+        .map(|d| crate::appearance::describe(frame.as_view(), d.bbox))
+        .collect()
+}
+
+/// Two people side by side (red left, blue right) stand still, then trade places in one frame
+/// (two frames at a low frame rate, or a group where people overtake one another): each
+/// detection then overlaps the other's track. Returns the ids of the tracks on the red person
+/// and on the blue one after the step.
+fn step_past(with_looks: bool) -> (u64, u64) {
+    let mut tracker = Tracker::new(TrackerConfig::default()).unwrap();
+    let box_at = |cx: f32| [cx - 0.05, 0.3, cx + 0.05, 0.7];
+    let (mut red, mut blue) = (0.45f32, 0.56f32);
+    let mut ids = (0, 0);
+    for f in 0..12u64 {
+        if f == 10 {
+            (red, blue) = (blue, red);
+        }
+        let dets = vec![
+            Detection {
+                label: Arc::from("person"),
+                class_id: 0,
+                score: 0.9,
+                bbox: box_at(red),
+            },
+            Detection {
+                label: Arc::from("person"),
+                class_id: 0,
+                score: 0.9,
+                bbox: box_at(blue),
+            },
+        ];
+        let frame = two_people(box_at(red), box_at(blue));
+        let looks = if with_looks {
+            looks_of(&frame, &dets)
+        } else {
+            Vec::new()
+        };
+        let out = tracker.update_with_appearance(f, &dets, &looks);
+        let id_at = |b: [f32; 4]| out.observed.iter().find(|t| t.bbox == b).map(|t| t.id);
+        if f == 9 {
+            assert_eq!(
+                (id_at(box_at(red)), id_at(box_at(blue))),
+                (Some(1), Some(2))
+            );
+        }
+        if f == 11 {
+            ids = (id_at(box_at(red)).unwrap(), id_at(box_at(blue)).unwrap());
+        }
+    }
+    ids
+}
+
+#[test]
+fn people_who_step_past_each_other_keep_their_ids_by_their_colours() {
+    // by motion alone each track takes the box that overlaps its last one: a swap
+    assert_eq!(step_past(false), (2, 1), "motion alone swaps them");
+    // the colours refuse the swap, and the recovery pass gives each track its own person
+    assert_eq!(step_past(true), (1, 2));
+}
+
+/// A red person is seen, hidden for 15 frames, and comes back `jump` to the right, where
+/// neither motion nor the grown boxes reach; `looks_back` is what the returning person wears.
+fn come_back(jump: f32, same_person: bool, reid_gate: f32) -> Vec<u64> {
+    let mut tracker = Tracker::new(TrackerConfig {
+        reid_gate,
+        ..TrackerConfig::default()
+    })
+    .unwrap();
+    let at = |cx: f32| Detection {
+        label: Arc::from("person"),
+        class_id: 0,
+        score: 0.9,
+        bbox: [cx - 0.05, 0.3, cx + 0.05, 0.5],
+    };
+    let mut seen = Vec::new();
+    for f in 0..40u64 {
+        let dets = match f {
+            0..=9 => vec![at(0.3)],
+            10..=24 => Vec::new(),
+            _ => vec![at(0.3 + jump)],
+        };
+        let frame = if f < 25 || same_person {
+            two_people(dets.first().map_or([0.0; 4], |d| d.bbox), [0.0; 4])
+        } else {
+            two_people([0.0; 4], dets[0].bbox)
+        };
+        let out = tracker.update_with_appearance(f, &dets, &looks_of(&frame, &dets));
+        seen.extend(out.observed.iter().map(|t| t.id));
+    }
+    seen.dedup();
+    seen
+}
+
+#[test]
+fn a_person_hidden_longer_than_motion_bridges_is_found_again_by_their_colours() {
+    // 0.3 to the right (1.5 box heights): the grown boxes of the recovery pass do not meet
+    assert_eq!(come_back(0.3, true, 0.2), vec![1], "found again");
+    assert_eq!(
+        come_back(0.3, true, 0.0),
+        vec![1, 2],
+        "re-identification off"
+    );
+    assert_eq!(come_back(0.3, false, 0.2), vec![1, 2], "someone else");
+    // beyond `reid_reach` (2 box heights)
+    assert_eq!(come_back(0.5, true, 0.2), vec![1, 2], "too far");
+}
+
+#[test]
+fn without_appearances_the_tracker_matches_by_motion_alone() {
+    // `update` and `update_with_appearance` with no (or too few) looks are the same tracker
+    let mut a = Tracker::new(TrackerConfig::default()).unwrap();
+    let mut b = Tracker::new(TrackerConfig::default()).unwrap();
+    for f in 0..30u64 {
+        let dets = vec![det(0.2 + 0.01 * f as f32, 0.5, 0.9), det(0.7, 0.5, 0.8)];
+        let short: Vec<Option<Appearance>> = vec![None];
+        assert_eq!(
+            a.update(f, &dets),
+            b.update_with_appearance(f, &dets, &short)
+        );
+    }
 }

@@ -7,16 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ocellus_core::Detection;
+use ocellus_core::appearance::Appearance;
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// One recorded frame: its number, media time and detections.
+/// One recorded frame: its number, media time, detections and what each looks like.
 pub struct Recorded {
     pub frame: u64,
     pub t: Duration,
     pub detections: Vec<Detection>,
+    /// `looks[i]` belongs to `detections[i]` (the pipeline reads them from the pixels).
+    pub looks: Vec<Option<Appearance>>,
 }
 
 /// The fixture's header: how the detections were made.
@@ -35,6 +38,7 @@ struct Line {
     f: u64,
     t_ms: u64,
     d: Vec<[f32; 5]>,
+    a: Vec<Option<String>>,
 }
 
 pub fn load() -> (Header, Vec<Recorded>) {
@@ -50,7 +54,21 @@ pub fn load_from(path: &std::path::Path) -> (Header, Vec<Recorded>) {
     let frames = lines
         .map(|l| {
             let l: Line = serde_json::from_str(l).unwrap();
+            assert_eq!(
+                l.a.len(),
+                l.d.len(),
+                "frame {}: one look per detection",
+                l.f
+            );
+            let looks =
+                l.a.iter()
+                    .map(|a| {
+                        a.as_deref()
+                            .map(|t| Appearance::decode(t).expect("a recorded look"))
+                    })
+                    .collect();
             Recorded {
+                looks,
                 frame: l.f,
                 t: Duration::from_millis(l.t_ms),
                 detections: l

@@ -183,8 +183,9 @@ threshold = 0.5                 # 0..=1; omit to use the card's
 labels = ["person"]             # keep only these labels of the card
 
 [tracker]
-confirm_hits = 3                # frames a track must be seen before it is reported
+confirm_hits = 2                # frames a track must be seen before it is reported
 max_lost_frames = 30            # frames a track survives without being seen
+appearance_gate = 0.4           # people whose colours differ this much never swap ids (1: off)
 
 [rules]
 line_hysteresis = 0.01          # dead band around lines (normalised distance)

@@ -134,7 +134,8 @@ fn base_and_example_parse() {
     assert_eq!(ex.rules.lines.len(), 1);
     assert_eq!(ex.rules.zones.len(), 1);
     assert_eq!(ex.runtime.threads, Some(2));
-    assert_eq!(ex.tracker.confirm_hits, 3);
+    assert_eq!(ex.tracker.confirm_hits, 2);
+    assert!(ex.tracker.uses_appearance());
     assert_eq!(ex.mqtt.tls, None);
     assert_eq!(ex.queue.max_bytes, 64 << 20);
     assert_eq!(ex.queue.when_full, WhenFull::DropOldest);

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant, SystemTime};
 
+use ocellus_core::appearance::{self, Appearance};
 use ocellus_core::{EventSink, Frame, Inference, RgbFrame};
 
 use super::queue::{FrameQueue, Pushed};
@@ -114,8 +115,11 @@ pub(super) fn run(
         }
         Stage::Custom(i) => (None, Infer::Custom(&mut **i), None),
     };
+    // the tracker tells people apart by their colours, read from the frame's pixels
+    let looks = tracker.config().uses_appearance();
     let mut analytics = Analytics {
         tracker,
+        looks,
         rules,
         emit: Emit {
             device,
@@ -144,7 +148,7 @@ pub(super) fn run(
             control: control.clone(),
             tensors_returned,
             frames_returned,
-            keep_pixels: options.tap_pixels && options.tracks.is_some(),
+            keep_pixels: looks || (options.tap_pixels && options.tracks.is_some()),
         };
         let capture = std::thread::Builder::new()
             .name("ocellus-capture".into())
@@ -402,6 +406,8 @@ impl Emit<'_> {
 /// The analytics stage, on the caller's thread: decoding, tracking, rules, events.
 struct Analytics<'s, 'a> {
     tracker: Tracker,
+    /// Whether the tracker uses appearances (each detection's colours are read from the frame).
+    looks: bool,
     rules: Rules,
     emit: Emit<'a>,
     control: Arc<LiveControl>,
@@ -431,7 +437,14 @@ impl Analytics<'_, '_> {
                 Vec::new()
             }
         };
-        let out = self.tracker.update(d.seq, &dets);
+        let looks: Vec<Option<Appearance>> = match &image {
+            Some(image) if self.looks => dets
+                .iter()
+                .map(|det| appearance::describe(image.as_view(), det.bbox))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let out = self.tracker.update_with_appearance(d.seq, &dets, &looks);
         if let Some(image) = &image {
             self.snapshot(d.seq, image, &dets, &out);
         }
