@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Fault injection against real parts on loopback: the broker restarted ten times while 10 000
-//! events are published, and the `ocellus` program itself killed with SIGKILL three times during a
+//! events are published, and the `ocellus` program itself killed with SIGKILL four times during a
 //! run on real footage. An independent subscriber with a persistent session (QoS 1) counts event ids:
 //! every event must arrive at least once, and a duplicate must be the same event (same id, same
 //! bytes).
@@ -235,7 +235,7 @@ impl Run {
 }
 
 #[test]
-fn kill_9_three_times_during_a_run_loses_no_event() {
+fn kill_9_four_times_during_a_run_loses_no_event() {
     let port = free_port();
     let mut broker = Broker::on_port(port);
     broker.start();
@@ -258,6 +258,11 @@ fn kill_9_three_times_during_a_run_loses_no_event() {
     // 3: killed again soon after it starts sending what run 2 left
     let run = Run::start(&good, &[]);
     run.wait_events(5, Duration::from_secs(120));
+    produced.push(run.kill_9());
+    // 3b: killed once more while the broker is unreachable, so that run 4 surely starts with
+    // events on disk (whether run 3 had delivered all of its own before the kill is a race)
+    let run = Run::start(&dead, &[]);
+    run.wait_events(3, Duration::from_secs(120));
     produced.push(run.kill_9());
     // 4: runs to its end (a frame limit) and stops cleanly
     let run = Run::start(&good, &["--frames", "60"]);
