@@ -152,6 +152,17 @@ fn bin(r: u8, g: u8, b: u8) -> usize {
     h * SATS + s
 }
 
+/// The step of the sampling grid over a part of `cols` × `rows` pixels: the smallest that reads
+/// at most `MAX_SAMPLES / PARTS` of them.
+fn grid_step(cols: usize, rows: usize) -> usize {
+    let budget = MAX_SAMPLES / PARTS;
+    let mut step = 1usize;
+    while cols.div_ceil(step) * rows.div_ceil(step) > budget {
+        step += 1;
+    }
+    step
+}
+
 /// Describe the person in `bbox` (normalised `[x0, y0, x1, y1]`) of `frame`: the torso is the
 /// band from 15 % to 50 % of the box's height, the legs from 50 % to 85 %, both over the middle
 /// half of its width. `None` when the box is outside the frame, not finite, or too small to
@@ -183,13 +194,7 @@ pub fn describe(frame: RgbView<'_>, bbox: [f32; 4]) -> Option<Appearance> {
         if cols == 0 || rows == 0 {
             return None;
         }
-        // a grid step that keeps each part within half of MAX_SAMPLES
-        let area = cols * rows;
-        let budget = MAX_SAMPLES / PARTS;
-        let mut step = 1usize;
-        while area / (step * step) > budget {
-            step += 1;
-        }
+        let step = grid_step(cols, rows);
         let mut n = 0usize;
         for y in (ry0..ry1).step_by(step) {
             for x in (cx0..cx1).step_by(step) {
@@ -328,6 +333,22 @@ mod tests {
 
     #[test]
     fn a_large_box_reads_a_bounded_number_of_pixels() {
+        for (cols, rows) in [
+            (1, 1),
+            (10, 35),
+            (45, 45),
+            (46, 46),
+            (1000, 700),
+            (3840, 2160),
+        ] {
+            let step = grid_step(cols, rows);
+            let read = cols.div_ceil(step) * rows.div_ceil(step);
+            assert!(read <= MAX_SAMPLES / PARTS, "{cols}x{rows}: {read}");
+            // and no coarser than needed
+            if step > 1 {
+                assert!(cols.div_ceil(step - 1) * rows.div_ceil(step - 1) > MAX_SAMPLES / PARTS);
+            }
+        }
         let f = RgbFrame::new(2000, 2000, vec![90; 2000 * 2000 * 3]).unwrap();
         let a = describe(f.as_view(), [0.0, 0.0, 1.0, 1.0]).unwrap();
         // all grey: everything in one grey bin of each part
