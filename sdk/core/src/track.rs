@@ -705,22 +705,32 @@ fn greedy_match(
             .then(a.2.cmp(&b.2))
             .then(a.4.cmp(&b.4))
     });
-    let mut track_used = vec![false; tracks.len()];
-    let mut det_used = vec![false; detections.len()];
+    take_free(
+        pairs.into_iter().map(|(_, _, _, ti, di)| (ti, di)),
+        tracks.len(),
+        detections.len(),
+    )
+}
+
+/// Walk `(track index, detection index)` pairs in order of preference and keep each pair whose
+/// track and detection are both still free.
+fn take_free(
+    pairs: impl Iterator<Item = (usize, usize)>,
+    n_tracks: usize,
+    n_detections: usize,
+) -> Vec<(usize, usize)> {
+    let mut track_used = vec![false; n_tracks];
+    let mut det_used = vec![false; n_detections];
     let mut matches = Vec::new();
-    for (_, _, _, ti, di) in pairs {
-        let (Some(t_used), Some(d_used)) = (track_used.get(ti), det_used.get(di)) else {
+    for (ti, di) in pairs {
+        let (Some(t_used), Some(d_used)) = (track_used.get_mut(ti), det_used.get_mut(di)) else {
             continue;
         };
         if *t_used || *d_used {
             continue;
         }
-        if let Some(slot) = track_used.get_mut(ti) {
-            *slot = true;
-        }
-        if let Some(slot) = det_used.get_mut(di) {
-            *slot = true;
-        }
+        *t_used = true;
+        *d_used = true;
         matches.push((ti, di));
     }
     matches
@@ -1057,22 +1067,11 @@ impl Tracker {
             }
         }
         pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.3.cmp(&b.3)));
-        let mut t_used = vec![false; self.tracks.len()];
-        let mut d_used = vec![false; detections.len()];
-        let mut out = Vec::new();
-        for (_, _, ti, di) in pairs {
-            if t_used.get(ti).copied().unwrap_or(true) || d_used.get(di).copied().unwrap_or(true) {
-                continue;
-            }
-            if let Some(s) = t_used.get_mut(ti) {
-                *s = true;
-            }
-            if let Some(s) = d_used.get_mut(di) {
-                *s = true;
-            }
-            out.push((ti, di));
-        }
-        out
+        take_free(
+            pairs.into_iter().map(|(_, _, ti, di)| (ti, di)),
+            self.tracks.len(),
+            detections.len(),
+        )
     }
 
     /// Confirm a tentative track that has reached `confirm_hits`: it gets the next id.
